@@ -1,0 +1,5 @@
+"""`python -m docparse` runs the CLI."""
+
+from docparse.cli import main
+
+main()

@@ -1,0 +1,55 @@
+"""Frozen option records, built once by the CLI (or an API caller) and handed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from docparse.prompt import (
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_PIXELS,
+    DEFAULT_MODEL,
+    DEFAULT_PROMPT,
+    DEFAULT_SYSTEM_PROMPT,
+)
+
+Device = Literal["auto", "cuda", "mps", "cpu"]
+DType = Literal["auto", "bfloat16", "float16", "float32"]
+Attn = Literal["auto", "sdpa", "flash_attention_2", "eager"]
+Format = Literal["md", "html", "json"]
+
+
+@dataclass(frozen=True, slots=True)
+class RasterOptions:
+    """How pages become images: pixel bounds, page selection (1-based, None = all), PDF password."""
+
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    pages: tuple[int, ...] | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOptions:
+    """Which model, where it runs, and how it generates."""
+
+    model: str = DEFAULT_MODEL
+    revision: str | None = None
+    device: Device = "auto"
+    dtype: DType = "auto"
+    attn: Attn = "auto"
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    prompt: str = DEFAULT_PROMPT
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    batch_size: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ConvertOptions:
+    """Everything `pipeline.convert` needs for one input."""
+
+    raster: RasterOptions = RasterOptions()
+    model: ModelOptions = ModelOptions()
+    keep_raw: Path | None = None

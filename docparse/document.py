@@ -1,0 +1,509 @@
+"""The document model in the middle: Document, Page, the closed set of Block and Inline types, and JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias, assert_never
+
+SCHEMA_VERSION = "1.0"
+
+JSONValue: TypeAlias = "str | int | float | bool | None | list[JSONValue] | dict[str, JSONValue]"
+
+Unit = Literal["pt", "px"]
+PageStatus = Literal["ok", "truncated", "unstructured", "failed"]
+FinishReason = Literal["stop", "length"]
+Style = Literal["bold", "italic", "underline", "strike", "sub", "sup", "code"]
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """An axis-aligned box, origin top-left, in the page's unit (PDF points, or pixels)."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    def as_list(self) -> list[float]:
+        return [self.x0, self.y0, self.x1, self.y1]
+
+
+# --- inline content -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Styled:
+    style: Style
+    children: tuple[Inline, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Math:
+    """Inline LaTeX, without its `$` delimiters."""
+
+    latex: str
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    href: str
+    children: tuple[Inline, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LineBreak:
+    pass
+
+
+Inline: TypeAlias = Text | Styled | Math | Link | LineBreak
+Inlines: TypeAlias = tuple[Inline, ...]
+
+
+def plain_text(inlines: Iterable[Inline]) -> str:
+    """The text a reader sees, inline math kept as `$latex$`."""
+    out: list[str] = []
+    stack: list[Iterable[Inline]] = [iter(inlines)]
+    while stack:
+        item = next(stack[-1], None)  # type: ignore[call-overload]
+        if item is None:
+            stack.pop()
+            continue
+        match item:
+            case Text(text):
+                out.append(text)
+            case Math(latex):
+                out.append(f"${latex}$")
+            case LineBreak():
+                out.append("\n")
+            case Styled(_, children) | Link(_, children):
+                stack.append(iter(children))
+            case _:
+                assert_never(item)
+    return "".join(out)
+
+
+# --- blocks ---------------------------------------------------------------------------------
+# Every block keeps its box (None where the model gave none) and the model's raw class name
+# ("p", "h2", "div.formula", "div.image caption", ...).
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heading:
+    level: int
+    content: Inlines
+    box: Box | None = None
+    raw_class: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Paragraph:
+    content: Inlines
+    box: Box | None = None
+    raw_class: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListItem:
+    content: Inlines
+    children: tuple[ListBlock, ...] = ()
+    box: Box | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListBlock:
+    ordered: bool
+    items: tuple[ListItem, ...]
+    box: Box | None = None
+    raw_class: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cell:
+    content: Inlines
+    colspan: int = 1
+    rowspan: int = 1
+    header: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Table:
+    rows: tuple[tuple[Cell, ...], ...]
+    caption: Inlines = ()
+    box: Box | None = None
+    raw_class: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Figure:
+    """A picture. `caption` is the caption the model attached; `text` is text it read inside the picture."""
+
+    caption: Inlines = ()
+    text: Inlines = ()
+    box: Box | None = None
+    raw_class: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Formula:
+    """A display formula in LaTeX (delimiters removed); `variant` is e.g. "handwritten" from `formula.handwritten`."""
+
+    latex: str
+    variant: str | None = None
+    box: Box | None = None
+    raw_class: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Chart:
+    """A chart with the data table the model read off it (None when it read none)."""
+
+    table: Table | None
+    caption: Inlines = ()
+    box: Box | None = None
+    raw_class: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Chemistry:
+    """A chemical structure as the model's SMILES, byte for byte."""
+
+    smiles: str
+    box: Box | None = None
+    raw_class: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Music:
+    """A music sheet as the model's ABC notation, byte for byte."""
+
+    abc: str
+    box: Box | None = None
+    raw_class: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Code:
+    text: str
+    language: str | None = None
+    box: Box | None = None
+    raw_class: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Other:
+    """Anything the reader does not know, kept with its text rather than dropped."""
+
+    content: Inlines
+    box: Box | None = None
+    raw_class: str = ""
+
+
+Block: TypeAlias = (
+    Heading | Paragraph | ListBlock | Table | Figure | Formula | Chart | Chemistry | Music | Code | Other
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Generation:
+    """What the engine reported for one page."""
+
+    model: str
+    prompt: str
+    tokens_in: int
+    tokens_out: int
+    seconds: float
+    finish_reason: FinishReason
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Page:
+    """One page. Boxes are in `unit` on a page `width` x `height` (origin top-left).
+
+    `image_size` is the size in pixels of the image the model saw, where known.
+    """
+
+    number: int
+    width: float | None
+    height: float | None
+    unit: Unit
+    image_size: tuple[int, int] | None
+    blocks: tuple[Block, ...]
+    status: PageStatus = "ok"
+    warnings: tuple[str, ...] = ()
+    generation: Generation | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Document:
+    source: str
+    pages: tuple[Page, ...]
+    metadata: Mapping[str, JSONValue] = field(default_factory=dict)
+    schema_version: str = SCHEMA_VERSION
+
+
+# --- JSON -----------------------------------------------------------------------------------
+
+_BLOCK_TYPES: dict[str, type[Any]] = {
+    "heading": Heading,
+    "paragraph": Paragraph,
+    "list": ListBlock,
+    "table": Table,
+    "figure": Figure,
+    "formula": Formula,
+    "chart": Chart,
+    "chemistry": Chemistry,
+    "music": Music,
+    "code": Code,
+    "other": Other,
+}
+_BLOCK_NAMES = {cls: name for name, cls in _BLOCK_TYPES.items()}
+
+
+def block_type_name(block: Block) -> str:
+    return _BLOCK_NAMES[type(block)]
+
+
+def inline_to_json(item: Inline) -> dict[str, JSONValue]:
+    match item:
+        case Text(text):
+            return {"type": "text", "text": text}
+        case Styled(style, children):
+            return {"type": "styled", "style": style, "children": inlines_to_json(children)}
+        case Math(latex):
+            return {"type": "math", "latex": latex}
+        case Link(href, children):
+            return {"type": "link", "href": href, "children": inlines_to_json(children)}
+        case LineBreak():
+            return {"type": "break"}
+        case _:
+            assert_never(item)
+
+
+def inlines_to_json(items: Iterable[Inline]) -> list[JSONValue]:
+    return [inline_to_json(i) for i in items]
+
+
+def _encode(value: Any) -> JSONValue:
+    """Dataclass fields to JSON values; inline tuples become inline lists."""
+    if isinstance(value, Box):
+        return value.as_list()
+    if isinstance(value, Text | Styled | Math | Link | LineBreak):
+        return inline_to_json(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_encode(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _encode(v) for k, v in value.items()}
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def block_to_json(block: Block) -> dict[str, JSONValue]:
+    body = _encode(block)
+    assert isinstance(body, dict)
+    out: dict[str, JSONValue] = {"type": block_type_name(block)}
+    out.update(body)
+    out["text"] = block_text(block)
+    return out
+
+
+def block_text(block: Block) -> str:
+    """Plain text of a block, for search and for JSON consumers that want no structure."""
+    match block:
+        case Heading(content=c) | Paragraph(content=c) | Other(content=c):
+            return plain_text(c)
+        case ListBlock():
+            return "\n".join(_list_lines(block))
+        case Table():
+            return _table_text(block)
+        case Figure(caption=cap, text=txt):
+            return "\n".join(t for t in (plain_text(txt), plain_text(cap)) if t)
+        case Formula(latex=latex):
+            return latex
+        case Chart(table=table, caption=cap):
+            return "\n".join(t for t in (_table_text(table) if table else "", plain_text(cap)) if t)
+        case Chemistry(smiles=smiles):
+            return smiles
+        case Music(abc=abc):
+            return abc
+        case Code(text=text):
+            return text
+        case _:
+            assert_never(block)
+
+
+def _list_lines(block: ListBlock) -> list[str]:
+    lines: list[str] = []
+    for item in block.items:
+        lines.append(plain_text(item.content))
+        for child in item.children:
+            lines.extend(_list_lines(child))
+    return lines
+
+
+def _table_text(table: Table) -> str:
+    return "\n".join("\t".join(plain_text(c.content) for c in row) for row in table.rows)
+
+
+def page_to_json(page: Page) -> dict[str, JSONValue]:
+    return {
+        "number": page.number,
+        "width": page.width,
+        "height": page.height,
+        "unit": page.unit,
+        "image_size": list(page.image_size) if page.image_size else None,
+        "status": page.status,
+        "warnings": list(page.warnings),
+        "generation": _encode(page.generation),
+        "blocks": [block_to_json(b) for b in page.blocks],
+    }
+
+
+def document_to_json(doc: Document) -> dict[str, JSONValue]:
+    return {
+        "schema_version": doc.schema_version,
+        "source": doc.source,
+        "metadata": _encode(doc.metadata),
+        "pages": [page_to_json(p) for p in doc.pages],
+    }
+
+
+class SchemaError(ValueError):
+    """A JSON document does not follow the docparse schema."""
+
+
+def _inlines(data: Any) -> Inlines:
+    if not isinstance(data, list):
+        raise SchemaError("inline content must be a list")
+    return tuple(_inline(d) for d in data)
+
+
+def _inline(d: Any) -> Inline:
+    kind = d.get("type") if isinstance(d, dict) else None
+    if kind == "text":
+        return Text(str(d["text"]))
+    if kind == "styled":
+        return Styled(d["style"], _inlines(d["children"]))
+    if kind == "math":
+        return Math(str(d["latex"]))
+    if kind == "link":
+        return Link(str(d["href"]), _inlines(d["children"]))
+    if kind == "break":
+        return LineBreak()
+    raise SchemaError(f"unknown inline type {kind!r}")
+
+
+def _box(data: Any) -> Box | None:
+    if data is None:
+        return None
+    x0, y0, x1, y1 = (float(v) for v in data)
+    return Box(x0, y0, x1, y1)
+
+
+def _list_block(d: Mapping[str, Any]) -> ListBlock:
+    items = tuple(
+        ListItem(
+            content=_inlines(i["content"]),
+            children=tuple(_list_block(c) for c in i.get("children", [])),
+            box=_box(i.get("box")),
+        )
+        for i in d["items"]
+    )
+    return ListBlock(ordered=bool(d["ordered"]), items=items, box=_box(d.get("box")), raw_class=d["raw_class"])
+
+
+def _table(d: Mapping[str, Any]) -> Table:
+    rows = tuple(
+        tuple(
+            Cell(
+                content=_inlines(c["content"]),
+                colspan=int(c["colspan"]),
+                rowspan=int(c["rowspan"]),
+                header=bool(c["header"]),
+            )
+            for c in row
+        )
+        for row in d["rows"]
+    )
+    return Table(
+        rows=rows, caption=_inlines(d.get("caption", [])), box=_box(d.get("box")), raw_class=d["raw_class"]
+    )
+
+
+def block_from_json(d: Mapping[str, Any]) -> Block:
+    try:
+        kind = d["type"]
+        common = {"box": _box(d.get("box")), "raw_class": str(d.get("raw_class", ""))}
+        if kind == "heading":
+            return Heading(level=int(d["level"]), content=_inlines(d["content"]), **common)
+        if kind == "paragraph":
+            return Paragraph(content=_inlines(d["content"]), **common)
+        if kind == "other":
+            return Other(content=_inlines(d["content"]), **common)
+        if kind == "list":
+            return _list_block(d)
+        if kind == "table":
+            return _table(d)
+        if kind == "figure":
+            return Figure(caption=_inlines(d["caption"]), text=_inlines(d["text"]), **common)
+        if kind == "formula":
+            return Formula(latex=str(d["latex"]), variant=d.get("variant"), **common)
+        if kind == "chart":
+            table = _table(d["table"]) if d.get("table") else None
+            return Chart(table=table, caption=_inlines(d.get("caption", [])), **common)
+        if kind == "chemistry":
+            return Chemistry(smiles=str(d["smiles"]), **common)
+        if kind == "music":
+            return Music(abc=str(d["abc"]), **common)
+        if kind == "code":
+            return Code(text=str(d["text"]), language=d.get("language"), **common)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SchemaError(f"bad block: {exc}") from exc
+    raise SchemaError(f"unknown block type {kind!r}")
+
+
+def page_from_json(d: Mapping[str, Any]) -> Page:
+    gen = d.get("generation")
+    size = d.get("image_size")
+    return Page(
+        number=int(d["number"]),
+        width=d.get("width"),
+        height=d.get("height"),
+        unit=d["unit"],
+        image_size=(int(size[0]), int(size[1])) if size else None,
+        blocks=tuple(block_from_json(b) for b in d["blocks"]),
+        status=d.get("status", "ok"),
+        warnings=tuple(d.get("warnings", [])),
+        generation=Generation(**gen) if gen else None,
+    )
+
+
+def document_from_json(d: Mapping[str, Any]) -> Document:
+    """Inverse of document_to_json; raises SchemaError on a document of another shape or version."""
+    version = d.get("schema_version")
+    if not isinstance(version, str) or version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        raise SchemaError(f"unsupported schema_version {version!r} (this docparse reads {SCHEMA_VERSION})")
+    try:
+        return Document(
+            source=str(d["source"]),
+            pages=tuple(page_from_json(p) for p in d["pages"]),
+            metadata=dict(d.get("metadata", {})),
+            schema_version=version,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SchemaError(f"bad document: {exc}") from exc
+
+
+def iter_blocks(pages: Sequence[Page]) -> Iterable[tuple[Page, Block]]:
+    for page in pages:
+        for block in page.blocks:
+            yield page, block

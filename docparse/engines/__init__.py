@@ -1,0 +1,1 @@
+"""Engines turn page images into raw QwenVL HTML."""
