@@ -53,3 +53,10 @@ class ConvertOptions:
     raster: RasterOptions = RasterOptions()
     model: ModelOptions = ModelOptions()
     keep_raw: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOptions:
+    """How a Document is written out."""
+
+    format: Format = "md"
