@@ -23,11 +23,14 @@ Format = Literal["md", "html", "json"]
 
 @dataclass(frozen=True, slots=True)
 class RasterOptions:
-    """How pages become images: pixel bounds, page selection (1-based, None = all), PDF password."""
+    """How pages become images: pixel bounds, page selection, PDF password.
+
+    `pages` holds 1-based inclusive ranges, an end of None meaning "to the last page"; None selects all.
+    """
 
     min_pixels: int = DEFAULT_MIN_PIXELS
     max_pixels: int = DEFAULT_MAX_PIXELS
-    pages: tuple[int, ...] | None = None
+    pages: tuple[tuple[int, int | None], ...] | None = None
     password: str | None = None
 
 

@@ -17,8 +17,9 @@ FACTOR = PATCH_SIZE * MERGE_SIZE  # 28: one merged vision token covers 28x28 pix
 MAX_ASPECT_RATIO = 200
 
 # Pixel bounds for a page (see README "Choosing the pixel bounds" and benchmarks/pixel_bounds.py).
-# Upper: 2048 tokens of 28x28 px = 1,605,632 px, a US Letter page at about 1036x1344 (123 dpi),
-# where 8 pt text is about 14 px tall; the cookbook's document page ran at 1008x1540 (1,552,320 px).
+# Upper: 2048 tokens of 28x28 px = 1,605,632 px: a US Letter page becomes 1092x1428 (128 dpi),
+# where 8 pt text is 14 px tall (measured on the fixtures: benchmarks/pixel_bounds.md); the
+# cookbook's document page ran at 1008x1540 (1,552,320 px).
 # Lower: 256 tokens (the model card's lower suggestion), so a stamp-sized page is enlarged
 # by rendering, not by resampling.
 DEFAULT_MIN_PIXELS = 256 * FACTOR * FACTOR

@@ -1,0 +1,291 @@
+"""convert(input, options) -> Document: rasterise, run the engine in batches, read the answers, keep raw output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, TypeVar
+
+from docparse import __version__
+from docparse.config import ConvertOptions
+from docparse.document import Document, Generation, JSONValue, Page, PageStatus, Unit
+from docparse.engines.base import Answer, Engine
+from docparse.errors import EngineError, InputError, UsageError
+from docparse.files import sha256_file, write_atomic
+from docparse.qwenvl import read_answer
+from docparse.rasterize import PageImage, open_input
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class PageDone:
+    """Progress event: one page of `source` finished (index counts from 1 up to total)."""
+
+    source: str
+    index: int
+    total: int
+    page: Page
+
+
+Progress = Callable[[PageDone], None]
+
+
+def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    it = iter(items)
+    while batch := list(islice(it, max(1, size))):
+        yield batch
+
+
+def build_page(
+    *,
+    number: int,
+    raw: str,
+    image_size: tuple[int, int] | None,
+    page_size: tuple[float, float] | None,
+    unit: Unit,
+    generation: Generation | None,
+) -> Page:
+    """Read one raw answer into a Page.
+
+    Boxes are mapped to `page_size` (in `unit`) when the image size is known too; otherwise
+    they stay in model pixels and the page is measured in pixels.
+    """
+    mapped = image_size is not None and page_size is not None
+    result = read_answer(raw, image_size=image_size, page_size=page_size if mapped else None)
+    warnings = list(result.warnings)
+    status: PageStatus = "ok"
+    if not result.structured and result.blocks:
+        status = "unstructured"
+    cut = generation is not None and generation.finish_reason == "length"
+    if result.truncated or cut:
+        status = "truncated"
+    if cut and generation is not None:
+        warnings.append(
+            f"the answer was cut at {generation.tokens_out} new tokens: raise --max-new-tokens to keep the rest"
+        )
+    width: float | None = None
+    height: float | None = None
+    if mapped and page_size is not None:
+        width, height = page_size
+    elif image_size is not None:
+        width, height = float(image_size[0]), float(image_size[1])
+    return Page(
+        number=number,
+        width=width,
+        height=height,
+        unit=unit if mapped else "px",
+        image_size=image_size,
+        blocks=result.blocks,
+        status=status,
+        warnings=tuple(warnings),
+        generation=generation,
+    )
+
+
+def _failed_page(image: PageImage, message: str) -> Page:
+    return Page(
+        number=image.number,
+        width=image.width,
+        height=image.height,
+        unit=image.unit,
+        image_size=image.image.size,
+        blocks=(),
+        status="failed",
+        warnings=(message,),
+    )
+
+
+def _metadata(path: Path, options: ConvertOptions, page_count: int, engine: Engine) -> dict[str, JSONValue]:
+    m = options.model
+    return {
+        "docparse_version": __version__,
+        "source_sha256": sha256_file(path),
+        "page_count": page_count,
+        "model": engine.model_id,
+        "revision": m.revision,
+        "prompt": m.prompt,
+        "system_prompt": m.system_prompt,
+        "min_pixels": options.raster.min_pixels,
+        "max_pixels": options.raster.max_pixels,
+        "max_new_tokens": m.max_new_tokens,
+        "decoding": "greedy",
+    }
+
+
+def convert(
+    path: Path, options: ConvertOptions, get_engine: Callable[[], Engine], progress: Progress | None = None
+) -> Document:
+    """Convert one PDF or image file. Pages are rendered lazily, `batch_size` at a time.
+
+    The input is opened (and its page selection checked) before `get_engine` is called, so a bad
+    input fails in milliseconds rather than after a model load.
+    Raises UsageError / InputError for an input that cannot be opened or a bad page selection.
+    A batch the engine fails on becomes failed pages (status "failed", the error in warnings);
+    the other pages still convert.
+    """
+    with open_input(path, options.raster) as doc:
+        total = len(doc.page_numbers)
+        engine = get_engine()
+        pages: list[Page] = []
+        for batch in _batched(doc.pages(), options.model.batch_size):
+            try:
+                answers = engine.generate([p.image for p in batch])
+            except EngineError as exc:
+                answers = None
+                done = [_failed_page(p, str(exc)) for p in batch]
+            if answers is not None:
+                done = [_page_from_answer(p, a, options) for p, a in zip(batch, answers, strict=True)]
+            for page in done:
+                pages.append(page)
+                if progress is not None:
+                    progress(PageDone(str(path), len(pages), total, page))
+        return Document(
+            source=str(path), pages=tuple(pages), metadata=_metadata(path, options, doc.page_count, engine)
+        )
+
+
+def _page_from_answer(image: PageImage, answer: Answer, options: ConvertOptions) -> Page:
+    if options.keep_raw is not None:
+        save_raw(options.keep_raw, image, answer, options)
+    return build_page(
+        number=image.number,
+        raw=answer.text,
+        image_size=image.image.size,
+        page_size=(image.width, image.height),
+        unit=image.unit,
+        generation=answer.generation,
+    )
+
+
+def raw_path(directory: Path, source: str, number: int) -> Path:
+    """Where --keep-raw puts a page's raw answer; its sidecar has the same name ending in .json."""
+    return directory / f"{Path(source).stem}.page-{number:04d}.html"
+
+
+def save_raw(directory: Path, image: PageImage, answer: Answer, options: ConvertOptions) -> None:
+    """Save the raw answer and a sidecar with what `docparse render` needs to map it again."""
+    path = raw_path(directory, image.source, image.number)
+    g = answer.generation
+    sidecar: dict[str, Any] = {
+        "docparse_version": __version__,
+        "source": image.source,
+        "page": image.number,
+        "page_size": [image.width, image.height],
+        "unit": image.unit,
+        "image_size": list(image.image.size),
+        "model": g.model,
+        "prompt": g.prompt,
+        "system_prompt": options.model.system_prompt,
+        "max_new_tokens": options.model.max_new_tokens,
+        "tokens_in": g.tokens_in,
+        "tokens_out": g.tokens_out,
+        "seconds": g.seconds,
+        "finish_reason": g.finish_reason,
+    }
+    try:
+        write_atomic(path, answer.text)
+        write_atomic(path.with_suffix(".json"), json.dumps(sidecar, ensure_ascii=False, indent=2) + "\n")
+    except OSError as exc:
+        raise UsageError(f"--keep-raw {directory}: cannot write ({exc.strerror or exc})") from None
+
+
+@dataclass(frozen=True, slots=True)
+class RawPage:
+    """A saved raw answer and what is known about the image and page it came from."""
+
+    path: Path
+    text: str
+    image_size: tuple[int, int] | None
+    page_size: tuple[float, float] | None
+    unit: Unit
+    number: int | None
+    source: str | None
+    generation: Generation | None
+
+
+def load_raw(path: Path) -> RawPage:
+    """Read a raw answer file and, when present, its --keep-raw sidecar (same name, .json)."""
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    side_path = path.with_suffix(".json")
+    side: dict[str, Any] = {}
+    if side_path.is_file() and side_path != path:
+        try:
+            loaded = json.loads(side_path.read_text(encoding="utf-8"))
+            side = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            raise InputError(f"{side_path}: sidecar is not valid JSON") from None
+    generation = None
+    if {"model", "prompt", "tokens_in", "tokens_out", "seconds", "finish_reason"} <= side.keys():
+        generation = Generation(
+            model=str(side["model"]),
+            prompt=str(side["prompt"]),
+            tokens_in=int(side["tokens_in"]),
+            tokens_out=int(side["tokens_out"]),
+            seconds=float(side["seconds"]),
+            finish_reason="length" if side["finish_reason"] == "length" else "stop",
+        )
+    image_size = _pair(side.get("image_size"), int)
+    page_size = _pair(side.get("page_size"), float)
+    unit: Unit = "px" if side.get("unit") == "px" else "pt"
+    number = side.get("page")
+    source = side.get("source")
+    return RawPage(
+        path=path,
+        text=text,
+        image_size=image_size,  # type: ignore[arg-type]
+        page_size=page_size,  # type: ignore[arg-type]
+        unit=unit,
+        number=int(number) if isinstance(number, int) else None,
+        source=str(source) if isinstance(source, str) else None,
+        generation=generation,
+    )
+
+
+def _pair(value: Any, cast: Callable[[Any], Any]) -> tuple[Any, Any] | None:
+    if isinstance(value, list | tuple) and len(value) == 2:
+        try:
+            return cast(value[0]), cast(value[1])
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def render(
+    paths: Sequence[Path],
+    *,
+    image_size: tuple[int, int] | None = None,
+    page_size: tuple[float, float] | None = None,
+    progress: Progress | None = None,
+) -> Document:
+    """Saved raw answers (one file per page, in order) -> Document, with no model.
+
+    `image_size` (the size the model saw) and `page_size` (in PDF points) override the sidecars.
+    With no page size known, boxes stay in model pixels.
+    """
+    pages: list[Page] = []
+    source: str | None = None
+    for index, path in enumerate(paths, start=1):
+        raw = load_raw(path)
+        source = source or raw.source
+        page = build_page(
+            number=raw.number or index,
+            raw=raw.text,
+            image_size=image_size or raw.image_size,
+            page_size=page_size or raw.page_size,
+            unit="pt" if page_size else raw.unit,
+            generation=raw.generation,
+        )
+        pages.append(page)
+        if progress is not None:
+            progress(PageDone(str(path), index, len(paths), page))
+    metadata: dict[str, JSONValue] = {"docparse_version": __version__, "rendered_from": [str(p) for p in paths]}
+    return Document(source=source or (str(paths[0]) if paths else ""), pages=tuple(pages), metadata=metadata)

@@ -1,0 +1,240 @@
+"""Inputs to page images: PDF pages rendered by PyMuPDF at the model's exact size, image files resized once."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+import pymupdf
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from docparse.config import RasterOptions
+from docparse.document import Unit
+from docparse.errors import InputError, PasswordError, UsageError
+from docparse.prompt import NOMINAL_DPI, smart_resize
+
+Kind = Literal["pdf", "image"]
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
+
+pymupdf.TOOLS.mupdf_display_errors(False)  # MuPDF's repair chatter would go to stderr unasked
+
+
+@dataclass(frozen=True, slots=True)
+class PageImage:
+    """One page as the model will see it.
+
+    `image` is RGB at a size smart_resize leaves unchanged; `width` x `height` is the page in
+    `unit` (PDF points for PDFs after /Rotate, pixels of the original for image files), so a
+    model pixel maps to the page by the factor width / image.width.
+    """
+
+    source: str
+    number: int
+    image: Image.Image
+    width: float
+    height: float
+    unit: Unit
+    rotation: int = 0
+
+
+_RANGE = re.compile(r"^\s*(\d+)\s*(?:(-)\s*(\d+)?)?\s*$")
+
+
+def parse_pages(spec: str) -> tuple[tuple[int, int | None], ...]:
+    """Parse "1-3,7,10-" into 1-based inclusive ranges; raises UsageError on anything else."""
+    ranges: list[tuple[int, int | None]] = []
+    for part in spec.split(","):
+        m = _RANGE.match(part)
+        if not m:
+            raise UsageError(f"bad page range {part.strip()!r} in --pages {spec!r} (use e.g. 1-3,7,10-)")
+        start = int(m.group(1))
+        end: int | None = start if m.group(2) is None else (int(m.group(3)) if m.group(3) else None)
+        if start < 1 or (end is not None and end < start):
+            raise UsageError(f"bad page range {part.strip()!r} in --pages (pages count from 1, start <= end)")
+        ranges.append((start, end))
+    return tuple(ranges)
+
+
+def select_pages(ranges: tuple[tuple[int, int | None], ...] | None, count: int, source: str) -> list[int]:
+    """The 1-based page numbers the ranges pick from a document of `count` pages, in order, once each."""
+    if ranges is None:
+        return list(range(1, count + 1))
+    chosen: list[int] = []
+    for start, end in ranges:
+        last = count if end is None else end
+        if start > count or last > count:
+            raise UsageError(f"--pages asks for page {max(start, last)} but {source} has {count} page(s)")
+        chosen.extend(n for n in range(start, last + 1) if n not in chosen)
+    return chosen
+
+
+def detect_kind(path: Path) -> Kind:
+    """PDF or image, from the file's first bytes (the suffix only breaks ties); raises InputError."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(1024)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory (directories come with batch conversion)") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not head:
+        raise InputError(f"{path} is empty (0 bytes)")
+    if b"%PDF-" in head:
+        return "pdf"
+    if path.suffix.lower() == ".pdf":
+        raise InputError(f"{path} is not a PDF (no %PDF header)")
+    return "image"
+
+
+class InputDocument:
+    """An opened input: `page_numbers` are the selected pages, `pages()` renders them one at a time."""
+
+    def __init__(self, path: Path, options: RasterOptions) -> None:
+        self.path = path
+        self.options = options
+        self.kind = detect_kind(path)
+        self._pdf: pymupdf.Document | None = None
+        self._image: Image.Image | None = None
+        if self.kind == "pdf":
+            self._pdf = _open_pdf(path, options.password)
+            count = self._pdf.page_count
+        else:
+            self._image = _open_image(path)
+            count = getattr(self._image, "n_frames", 1)
+        if count < 1:
+            raise InputError(f"{path} has no pages")
+        self.page_count = count
+        self.page_numbers = select_pages(options.pages, count, str(path))
+
+    def pages(self) -> Iterator[PageImage]:
+        """Render the selected pages lazily: only one page's pixels are held at a time."""
+        for number in self.page_numbers:
+            yield self.render(number)
+
+    def render(self, number: int) -> PageImage:
+        if self._pdf is not None:
+            return _render_pdf_page(self._pdf, number, self.options, str(self.path))
+        assert self._image is not None
+        return _render_image_frame(self._image, number, self.options, str(self.path))
+
+    def close(self) -> None:
+        if self._pdf is not None:
+            self._pdf.close()
+        if self._image is not None:
+            self._image.close()
+
+    def __enter__(self) -> InputDocument:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def open_input(path: Path, options: RasterOptions) -> InputDocument:
+    """Open a PDF or image file; raises UsageError / InputError / PasswordError with one-line messages."""
+    return InputDocument(path, options)
+
+
+def _open_pdf(path: Path, password: str | None) -> pymupdf.Document:
+    try:
+        doc = pymupdf.open(path, filetype="pdf")
+    except Exception as exc:  # PyMuPDF raises FileDataError, RuntimeError and friends
+        raise InputError(f"{path} is not a readable PDF ({_short(exc)})") from None
+    if doc.needs_pass:
+        if password is None:
+            doc.close()
+            raise PasswordError(f"{path} is encrypted: give its password with --password")
+        if not doc.authenticate(password):
+            doc.close()
+            raise PasswordError(f"{path}: wrong password")
+    return doc
+
+
+def _open_image(path: Path) -> Image.Image:
+    try:
+        img = Image.open(path)
+        img.load()
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise InputError(f"{path} is neither a PDF nor a supported image ({_short(exc)})") from None
+    except OSError as exc:
+        raise InputError(f"{path} is a broken image ({_short(exc)})") from None
+    return img
+
+
+def target_size(width: float, height: float, unit: Unit, options: RasterOptions) -> tuple[int, int]:
+    """(width, height) in pixels the model will see for a page of this size.
+
+    A PDF page is first measured at NOMINAL_DPI, an image at its own pixels; smart_resize then fits
+    that to the pixel bounds. Raises InputError for a page smart_resize cannot take.
+    """
+    scale = NOMINAL_DPI / 72 if unit == "pt" else 1.0
+    try:
+        h, w = smart_resize(
+            max(1, round(height * scale)), max(1, round(width * scale)), options.min_pixels, options.max_pixels
+        )
+    except ValueError as exc:
+        raise InputError(f"page of {width:g}x{height:g} {unit} cannot be fed to the model: {exc}") from None
+    return w, h
+
+
+def _render_pdf_page(doc: pymupdf.Document, number: int, options: RasterOptions, source: str) -> PageImage:
+    try:
+        page = doc.load_page(number - 1)
+        rect = page.rect  # after /Rotate: the page as a reader sees it
+        w_pt, h_pt = rect.width, rect.height
+        tw, th = target_size(w_pt, h_pt, "pt", options)
+        pix = page.get_pixmap(matrix=pymupdf.Matrix(tw / w_pt, th / h_pt), alpha=False, colorspace=pymupdf.csRGB)
+        img = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
+        rotation = page.rotation
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{source}: page {number} cannot be rendered ({_short(exc)})") from None
+    if img.size != (tw, th):
+        # MuPDF rounds the pixmap outward; a pixel of slack is padded or cropped, never resampled.
+        canvas = Image.new("RGB", (tw, th), "white")
+        canvas.paste(img, (0, 0))
+        img = canvas
+    return PageImage(source, number, img, w_pt, h_pt, "pt", rotation)
+
+
+def _render_image_frame(img: Image.Image, number: int, options: RasterOptions, source: str) -> PageImage:
+    try:
+        img.seek(number - 1)
+        frame = ImageOps.exif_transpose(img.copy())
+    except (OSError, EOFError, ValueError) as exc:
+        raise InputError(f"{source}: frame {number} cannot be read ({_short(exc)})") from None
+    rgb = _to_rgb(frame)
+    w, h = rgb.size
+    tw, th = target_size(w, h, "px", options)
+    if (tw, th) != (w, h):
+        # The same filter the Qwen2-VL image processor uses, so the model sees what it would have.
+        rgb = rgb.resize((tw, th), Image.Resampling.BICUBIC)
+    return PageImage(source, number, rgb, float(w), float(h), "px", 0)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, "white")
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        # 16-bit and float greyscale: stretch the used range to 8 bits rather than clip it.
+        return ImageOps.autocontrast(img.convert("F").point(lambda v: v / 257).convert("L")).convert("RGB")
+    return img.convert("RGB")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
