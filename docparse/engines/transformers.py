@@ -1,0 +1,564 @@
+"""The local engine: Qwen2.5-VL in transformers, inputs built by hand (no AutoProcessor, no torchvision)."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import importlib
+import importlib.util
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from docparse.config import Attn, Device, DType, ModelOptions
+from docparse.document import FinishReason, Generation
+from docparse.engines.base import Answer, Engine
+from docparse.errors import EngineError, ModelUnavailableError, UsageError
+from docparse.prompt import chat_text
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import GenerationConfig
+
+# torch (about 3 s to import) and transformers are imported where they are first needed, so that
+# a model that cannot be had is reported before either is loaded.
+
+MODEL_TYPE = "qwen2_5_vl"
+IMAGE_PAD = "<|image_pad|>"
+IM_END = "<|im_end|>"
+ENDOFTEXT = "<|endoftext|>"
+
+# Files of a checkpoint that loading needs; README, .gitattributes and the like are not fetched.
+_CHECKPOINT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja", "*.model"]
+
+_WAYS_OUT = (
+    "use --model PATH (a local checkpoint folder), or set HF_HUB_OFFLINE=1 with a pre-filled "
+    "Hugging Face cache, or use a server with --engine openai --api-base URL"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PageTokens:
+    """What generation produced for one page, before decoding.
+
+    `token_ids` are the generated ids up to and including the first end-of-sequence id (no padding
+    after it); `tokens_in` is the page's unpadded prompt length; `seconds` is its share of its
+    batch's wall time.
+    """
+
+    token_ids: tuple[int, ...]
+    tokens_in: int
+    finish_reason: FinishReason
+    seconds: float
+
+
+# --- choosing device, dtype and attention ------------------------------------------------------
+
+
+def resolve_device(device: Device) -> str:
+    """The torch device to run on: `auto` is cuda if available, else mps if available, else cpu.
+
+    Raises UsageError when cuda or mps is asked for and torch cannot use it.
+    """
+    import torch
+
+    cuda = torch.cuda.is_available()
+    mps = torch.backends.mps.is_available()
+    if device == "auto":
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    if device == "cuda" and not cuda:
+        raise UsageError(f"--device cuda: torch {torch.__version__} sees no CUDA device")
+    if device == "mps" and not mps:
+        raise UsageError(f"--device mps: torch {torch.__version__} cannot use Apple MPS here")
+    return device
+
+
+def _mps_supports_bfloat16() -> bool:
+    import torch
+
+    try:
+        torch.zeros(1, dtype=torch.bfloat16, device="mps")
+    except (RuntimeError, TypeError):
+        return False
+    return True
+
+
+def resolve_dtype(dtype: DType, device: str) -> torch.dtype:
+    """The weight and activation dtype for `device`.
+
+    `auto` picks:
+    - cuda: bfloat16 where the GPU supports it (the released weights are bfloat16, and Qwen2.5's
+      activations can overflow float16), else float16 (older GPUs; half the memory of float32).
+    - mps: bfloat16 where this macOS/torch supports it, else float32 (float16 risks the same
+      overflow; float32 doubles memory but is correct).
+    - cpu: bfloat16. The weights are published in bfloat16, so nothing is lost against float32,
+      and decoding is memory-bound: QWENVL_FORMAT.md measured the 3B model on this kind of 2-core
+      CPU at 0.59 s per token with a peak RSS of 8.6 GiB in bfloat16 against 15.6 GiB in float32,
+      which many machines do not have. `--dtype float32` remains for exact, reproducible runs.
+    """
+    import torch
+
+    if dtype != "auto":
+        return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device == "mps":
+        return torch.bfloat16 if _mps_supports_bfloat16() else torch.float32
+    return torch.bfloat16
+
+
+def resolve_attn(attn: Attn, device: str, dtype: torch.dtype) -> str:
+    """The attention implementation: `auto` is flash_attention_2 where it can run, else sdpa.
+
+    FlashAttention-2 runs only on CUDA, in float16/bfloat16, with the `flash_attn` package
+    installed; asking for it explicitly elsewhere raises UsageError.
+    """
+    import torch
+
+    flash_ok = (
+        device == "cuda"
+        and dtype in (torch.float16, torch.bfloat16)
+        and importlib.util.find_spec("flash_attn") is not None
+    )
+    if attn == "auto":
+        return "flash_attention_2" if flash_ok else "sdpa"
+    if attn == "flash_attention_2" and not flash_ok:
+        raise UsageError(
+            "--attn flash_attention_2 needs a CUDA device, --dtype float16 or bfloat16, and the "
+            "flash_attn package installed; use --attn sdpa"
+        )
+    return attn
+
+
+# --- finding the checkpoint -------------------------------------------------------------------
+
+
+def check_checkpoint(folder: Path, name: str) -> None:
+    """Raise ModelUnavailableError unless `folder` holds a Qwen2.5-VL checkpoint's config.json."""
+    config = folder / "config.json"
+    if not config.is_file():
+        raise ModelUnavailableError(
+            f"model {name}: {folder} is not a model checkpoint (it has no config.json)"
+        )
+    try:
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelUnavailableError(f"model {name}: cannot read {config}: {exc}") from exc
+    if model_type != MODEL_TYPE:
+        raise ModelUnavailableError(
+            f"model {name}: {folder} is a {model_type!r} checkpoint, not Qwen2.5-VL ({MODEL_TYPE!r})"
+        )
+
+
+def _looks_like_path(model: str) -> bool:
+    """True for strings a user meant as a folder rather than a hub id `owner/name`."""
+    return model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model or Path(model).exists()
+
+
+def _is_complete(folder: Path) -> bool:
+    """True when `folder` has the configs loading reads and every safetensors weight file."""
+    needed = ("config.json", "preprocessor_config.json", "tokenizer_config.json")
+    if not all((folder / name).is_file() for name in needed):
+        return False
+    if (folder / "model.safetensors").is_file():
+        return True
+    try:
+        index = json.loads((folder / "model.safetensors.index.json").read_text(encoding="utf-8"))
+        shards = set(index["weight_map"].values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return bool(shards) and all((folder / shard).is_file() for shard in shards)
+
+
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean the hub (or the cache) could not supply the model.
+
+    OSError covers huggingface_hub's HTTP, offline and cache errors; ValueError its bad-id errors;
+    the HTTP client's own errors (httpx2 for huggingface_hub 2.x, httpx for 1.x) cover refused
+    connections, timeouts and proxies.
+    """
+    errors: list[type[BaseException]] = [OSError, ValueError]
+    for client in ("httpx2", "httpx"):
+        try:
+            module = importlib.import_module(client)
+        except ImportError:
+            continue
+        errors.extend([module.HTTPError, module.InvalidURL])
+    return tuple(errors)
+
+
+def _one_line(exc: BaseException) -> str:
+    """`Type: first line of the message`, for one-line error reports."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def find_checkpoint(model: str, revision: str | None = None) -> Path | None:
+    """The checkpoint folder `model` names if it is on this machine, else None (it must be fetched).
+
+    An existing folder is used as is; a hub id is looked up in the local Hugging Face cache
+    (configs and every weight file must be there). Touches no network. Raises
+    ModelUnavailableError for a folder that is not a Qwen2.5-VL checkpoint, a path that does not
+    exist, or a hub id that is not cached while HF_HUB_OFFLINE is set.
+    """
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        check_checkpoint(folder, model)
+        return folder
+    if _looks_like_path(model):
+        raise ModelUnavailableError(f"model {model}: no such checkpoint folder")
+
+    from huggingface_hub import constants, snapshot_download
+
+    try:
+        cached = Path(
+            snapshot_download(
+                model, revision=revision, allow_patterns=_CHECKPOINT_PATTERNS, local_files_only=True
+            )
+        )
+    except _hub_errors():
+        cached = None
+    if cached is not None and _is_complete(cached):
+        check_checkpoint(cached, model)
+        return cached
+    if constants.HF_HUB_OFFLINE:
+        state = "only partly" if cached is not None else "not"
+        raise ModelUnavailableError(
+            f"model {_named(model, revision)} could not be had: it is {state} in the Hugging Face "
+            f"cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set; {_WAYS_OUT}"
+        )
+    return None
+
+
+def _named(model: str, revision: str | None) -> str:
+    return model + (f" (revision {revision})" if revision else "")
+
+
+def _unavailable(model: str, revision: str | None, exc: BaseException) -> ModelUnavailableError:
+    from huggingface_hub import constants
+
+    return ModelUnavailableError(
+        f"model {_named(model, revision)} could not be had from {constants.ENDPOINT} "
+        f"({_one_line(exc)}); {_WAYS_OUT}"
+    )
+
+
+def check_hub(model: str, revision: str | None = None) -> None:
+    """Raise ModelUnavailableError unless the hub answers for `model` (at `revision`).
+
+    One metadata request, without retries, bounded by HF_HUB_ETAG_TIMEOUT seconds (default 10):
+    a refused connection fails at once, a hub that never answers fails after that timeout (plus
+    up to 3 s that huggingface_hub spends on its own telemetry request unless
+    HF_HUB_DISABLE_TELEMETRY is set). Also fails for a repository or revision the hub lacks, or
+    one it refuses (gated, private without a token).
+    """
+    from huggingface_hub import HfApi, constants
+
+    try:
+        HfApi().model_info(model, revision=revision, timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    except _hub_errors() as exc:
+        raise _unavailable(model, revision, exc) from exc
+
+
+def download_checkpoint(model: str, revision: str | None = None) -> Path:
+    """Download the checkpoint's files into the Hugging Face cache and return its snapshot folder.
+
+    Call `check_hub` first: the download itself retries on network errors. Raises
+    ModelUnavailableError (one line) when it fails or what it got is not a Qwen2.5-VL checkpoint.
+    """
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = Path(snapshot_download(model, revision=revision, allow_patterns=_CHECKPOINT_PATTERNS))
+    except _hub_errors() as exc:
+        raise _unavailable(model, revision, exc) from exc
+    check_checkpoint(path, model)
+    return path
+
+
+def resolve_checkpoint(model: str, revision: str | None = None) -> Path:
+    """The local folder of the checkpoint `model` names, downloading it if it must and may.
+
+    `find_checkpoint`, then (when the model is not on this machine) `check_hub` and
+    `download_checkpoint`. Every failure is a ModelUnavailableError with one line naming the
+    model and the ways out: --model PATH, HF_HUB_OFFLINE=1 with a pre-filled cache, or a server.
+    """
+    folder = find_checkpoint(model, revision)
+    if folder is None:
+        check_hub(model, revision)
+        folder = download_checkpoint(model, revision)
+    return folder
+
+
+# --- the engine -------------------------------------------------------------------------------
+
+
+class TransformersEngine:
+    """Qwen2.5-VL run in this process by transformers; implements docparse.engines.base.Engine.
+
+    Build it with `load_engine`. `model`, `tokenizer` and `image_processor` are the loaded
+    transformers objects (read them, do not replace them).
+    """
+
+    def __init__(
+        self,
+        options: ModelOptions,
+        checkpoint: Path,
+        model: Any,
+        tokenizer: Any,
+        image_processor: Any,
+        device: str,
+    ) -> None:
+        self.options = options
+        self.checkpoint = checkpoint
+        self.model = model
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.device = device
+        image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
+        if image_token_id is None or image_token_id != model.config.image_token_id:
+            raise ModelUnavailableError(
+                f"model {options.model}: the tokenizer's {IMAGE_PAD} id ({image_token_id}) is not the "
+                f"config's image_token_id ({model.config.image_token_id})"
+            )
+        self.image_token_id: int = image_token_id
+        self.eos_token_ids: tuple[int, ...] = self._eos_ids()
+        self.pad_token_id: int = self._pad_id()
+        self.generation_config = self._generation_config()
+        # generate() fills every unset field of a passed config from model.generation_config, which
+        # would bring the checkpoint's sampling knobs back (and a warning that they are ignored).
+        model.generation_config = self.generation_config
+
+    @property
+    def model_id(self) -> str:
+        """The model as the user named it (hub id or folder)."""
+        return self.options.model
+
+    def _eos_ids(self) -> tuple[int, ...]:
+        """End-of-sequence ids: the checkpoint's generation_config ones, plus <|im_end|> (end of turn)."""
+        ids: list[int] = []
+        configured = self.model.generation_config.eos_token_id
+        if isinstance(configured, int):
+            ids.append(configured)
+        elif configured is not None:
+            ids.extend(int(i) for i in configured)
+        for token in (IM_END, self.tokenizer.eos_token):
+            if token is None:
+                continue
+            token_id = self.tokenizer.convert_tokens_to_ids(token)
+            if isinstance(token_id, int) and token_id not in ids:
+                ids.append(token_id)
+        if not ids:
+            raise ModelUnavailableError(f"model {self.options.model}: no end-of-sequence token is defined")
+        return tuple(ids)
+
+    def _pad_id(self) -> int:
+        for candidate in (
+            self.tokenizer.pad_token_id,
+            self.model.generation_config.pad_token_id,
+            self.tokenizer.convert_tokens_to_ids(ENDOFTEXT),
+        ):
+            if isinstance(candidate, int):
+                return candidate
+        return self.eos_token_ids[0]
+
+    def _generation_config(self) -> GenerationConfig:
+        """The checkpoint's generation config made greedy.
+
+        Sampling knobs (temperature, top_p, top_k) are cleared so transformers does not warn that
+        they are ignored; a repetition_penalty the checkpoint sets (1.05 in Qwen's releases, which
+        the recorded real outputs were made with) is kept: it is deterministic and curbs the
+        degenerate repetition QwenVL HTML is prone to. As with the official processor, a padded
+        page's pad token (<|endoftext|>) then counts as seen, so its logit is penalised as well;
+        that is the only way a page's batch-mates can touch its tokens.
+        """
+        config = copy.deepcopy(self.model.generation_config)
+        config.do_sample = False
+        config.num_beams = 1
+        config.temperature = None
+        config.top_p = None
+        config.top_k = None
+        config.max_new_tokens = self.options.max_new_tokens
+        config.max_length = None
+        config.eos_token_id = list(self.eos_token_ids)
+        config.pad_token_id = self.pad_token_id
+        config.return_dict_in_generate = False
+        return config
+
+    def build_inputs(self, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
+        """Model inputs for these pages, exactly as Qwen2_5_VLProcessor builds them, left-padded.
+
+        Returns input_ids, attention_mask (batch x longest prompt, padding on the left),
+        pixel_values (all images' patches, concatenated in page order), image_grid_thw (one row
+        per page) and mm_token_type_ids (1 on <|image_pad|> tokens, 0 elsewhere: without it the
+        model silently falls back to 1-D positions). Tensors are on the CPU.
+
+        Images must already be at a size smart_resize leaves unchanged (sides multiples of 28):
+        the image processor is called with pixel bounds equal to each image's own area, so it
+        does not resample, and an image it would still change raises EngineError.
+        """
+        import torch
+
+        if not images:
+            raise ValueError("build_inputs needs at least one image")
+        patch = int(self.image_processor.patch_size)
+        merge = int(self.image_processor.merge_size)
+        pixel_values: list[torch.Tensor] = []
+        grids: list[torch.Tensor] = []
+        texts: list[str] = []
+        for image in images:
+            width, height = image.size
+            area = width * height
+            features = self.image_processor(
+                images=[image],
+                size={"shortest_edge": area, "longest_edge": area},
+                return_tensors="pt",
+            )
+            grid = features["image_grid_thw"]
+            _, grid_h, grid_w = (int(v) for v in grid[0])
+            if (grid_h * patch, grid_w * patch) != (height, width):
+                raise EngineError(
+                    f"page image {width}x{height} is not at a size the model takes as is (the image "
+                    f"processor made it {grid_w * patch}x{grid_h * patch}); sides must be multiples "
+                    f"of {patch * merge}"
+                )
+            pixel_values.append(features["pixel_values"])
+            grids.append(grid)
+            pads = int(grid[0].prod()) // (merge * merge)
+            texts.append(chat_text(self.options.prompt, self.options.system_prompt, IMAGE_PAD * pads))
+        text = self.tokenizer(
+            texts,
+            padding=True,
+            padding_side="left",
+            add_special_tokens=False,
+            return_tensors="pt",
+            return_attention_mask=True,
+        )
+        input_ids = text["input_ids"]
+        return {
+            "input_ids": input_ids,
+            "attention_mask": text["attention_mask"],
+            "pixel_values": torch.cat(pixel_values, dim=0),
+            "image_grid_thw": torch.cat(grids, dim=0),
+            "mm_token_type_ids": (input_ids == self.image_token_id).to(torch.int64),
+        }
+
+    def _generate_chunk(self, images: Sequence[Image.Image]) -> list[PageTokens]:
+        import torch
+
+        if self.model is None:
+            raise EngineError("the engine was closed")
+        start = time.perf_counter()
+        inputs = self.build_inputs(images)
+        prompt_len = inputs["input_ids"].shape[1]
+        tokens_in = [int(n) for n in inputs["attention_mask"].sum(dim=1)]
+        dtype = self.model.dtype
+        on_device = {
+            k: (v.to(self.device, dtype) if k == "pixel_values" else v.to(self.device))
+            for k, v in inputs.items()
+        }
+        try:
+            with torch.inference_mode():
+                output = self.model.generate(**on_device, generation_config=self.generation_config)
+        except (RuntimeError, MemoryError) as exc:
+            self._free_memory()
+            hint = ""
+            if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+                hint = "; try a smaller --batch-size or --max-pixels"
+            raise EngineError(f"generation failed on {len(images)} page(s): {_one_line(exc)}{hint}") from exc
+        new_tokens = output[:, prompt_len:].tolist()
+        seconds = (time.perf_counter() - start) / len(images)
+        eos = set(self.eos_token_ids)
+        pages: list[PageTokens] = []
+        for row, n_in in zip(new_tokens, tokens_in, strict=True):
+            stop = next((i for i, token in enumerate(row) if token in eos), None)
+            if stop is None:
+                pages.append(PageTokens(tuple(row), n_in, "length", seconds))
+            else:
+                pages.append(PageTokens(tuple(row[: stop + 1]), n_in, "stop", seconds))
+        return pages
+
+    def generate_tokens(self, images: Sequence[Image.Image]) -> list[PageTokens]:
+        """Greedy generation for each page, in chunks of `batch_size` pages; results in page order.
+
+        Raises EngineError (one line) when generation fails, e.g. out of memory.
+        """
+        size = max(1, self.options.batch_size)
+        pages: list[PageTokens] = []
+        for first in range(0, len(images), size):
+            pages.extend(self._generate_chunk(images[first : first + size]))
+        return pages
+
+    def generate(self, images: Sequence[Image.Image]) -> list[Answer]:
+        """The model's answer for each page, in page order, special tokens removed from the text."""
+        answers: list[Answer] = []
+        for page in self.generate_tokens(images):
+            text = self.tokenizer.decode(
+                list(page.token_ids), skip_special_tokens=True, clean_up_tokenization_spaces=False
+            )
+            generation = Generation(
+                model=self.model_id,
+                prompt=self.options.prompt,
+                tokens_in=page.tokens_in,
+                tokens_out=len(page.token_ids),
+                seconds=page.seconds,
+                finish_reason=page.finish_reason,
+            )
+            answers.append(Answer(text=text, generation=generation))
+        return answers
+
+    def _free_memory(self) -> None:
+        import torch
+
+        gc.collect()
+        if self.device == "cuda":
+            torch.cuda.empty_cache()
+
+    def close(self) -> None:
+        """Drop the model and free its memory; the engine cannot generate afterwards."""
+        self.model = None
+        self._free_memory()
+
+
+def load_engine(options: ModelOptions) -> TransformersEngine:
+    """Load the checkpoint `options.model` names onto the chosen device, ready to generate.
+
+    Raises ModelUnavailableError when the checkpoint cannot be found, fetched or loaded, and
+    UsageError when the device or attention asked for cannot be used here.
+    """
+    # Cheap failures first: a missing model is reported before torch is imported, and a device
+    # that cannot be used before gigabytes are downloaded.
+    folder = find_checkpoint(options.model, options.revision)
+    if folder is None:
+        check_hub(options.model, options.revision)
+    device = resolve_device(options.device)
+    dtype = resolve_dtype(options.dtype, device)
+    attn = resolve_attn(options.attn, device, dtype)
+    if folder is None:
+        folder = download_checkpoint(options.model, options.revision)
+
+    from transformers import AutoImageProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+
+    load_kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn}
+    if device != "cpu":
+        load_kwargs["device_map"] = device
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        image_processor = AutoImageProcessor.from_pretrained(folder)
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(folder, **load_kwargs)
+    except (OSError, ValueError, ImportError, KeyError) as exc:
+        raise ModelUnavailableError(f"model {options.model}: cannot load {folder}: {_one_line(exc)}") from exc
+    model.eval()
+    return TransformersEngine(options, folder, model, tokenizer, image_processor, device)
+
+
+if TYPE_CHECKING:
+
+    def _implements_engine(engine: TransformersEngine) -> Engine:
+        """Lets mypy check that TransformersEngine satisfies the Engine protocol."""
+        return engine
