@@ -11,13 +11,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, NoReturn
 
-import click
 import typer
 from rich.console import Console
 
 from docparse import __version__
-from docparse.config import Attn, ConvertOptions, Device, DType, Format, ModelOptions, RasterOptions, WriteOptions
-from docparse.document import Document
+from docparse.config import (
+    Attn,
+    ConvertOptions,
+    Device,
+    DType,
+    Format,
+    ModelOptions,
+    RasterOptions,
+    WriteOptions,
+)
+from docparse.document import Document, Unit
 from docparse.engines.base import Engine
 from docparse.errors import (
     EXIT_FAILED,
@@ -95,6 +103,16 @@ def parse_size(text: str, option: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def parse_page_size(text: str) -> tuple[tuple[float, float], Unit]:
+    """--page-size: WIDTHxHEIGHT in points, or with a `px` suffix for a page that was an image."""
+    unit: Unit = "px" if text.strip().lower().endswith("px") else "pt"
+    body = re.sub(r"(?i)\s*(px|pt)\s*$", "", text)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*[xX×]\s*(\d+(?:\.\d+)?)\s*", body)
+    if not m or float(m.group(1)) <= 0 or float(m.group(2)) <= 0:
+        raise UsageError(f"--page-size takes WIDTHxHEIGHT in points (or ...px), e.g. 612x792 (got {text!r})")
+    return (float(m.group(1)), float(m.group(2))), unit
+
+
 def emit(doc: Document, fmt: Format, output: Path | None) -> None:
     """Write the document to -o (atomically) or to stdout."""
     from docparse.writers import write
@@ -143,7 +161,7 @@ def _exit_for(doc: Document) -> int:
     epilog=EXIT_CODES_HELP,
 )
 def convert(
-    input: Annotated[Path, typer.Argument(help="PDF or image file to convert.", show_default=False)],
+    input: Annotated[Path, typer.Argument(help="PDF or image file to convert.", show_default=False, metavar="INPUT")],
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Output file (format from its extension); '-' or none: stdout."),
@@ -163,30 +181,25 @@ def convert(
         str | None, typer.Option("--revision", help="Model revision (branch, tag or commit) on the hub.")
     ] = None,
     device: Annotated[Device, typer.Option("--device", help="Where the model runs.")] = "auto",
-    dtype: Annotated[
-        DType, typer.Option("--dtype", help="Weight dtype (auto: bfloat16 where supported).")
-    ] = "auto",
+    dtype: Annotated[DType, typer.Option("--dtype", help="Weight dtype (auto: bfloat16 where supported).")] = "auto",
     attn: Annotated[
-        Attn, typer.Option("--attn", help="Attention kernel (auto: flash_attention_2 if installed, else sdpa).")
+        Attn,
+        typer.Option("--attn", help="Attention kernel (auto: flash_attention_2 if installed, else sdpa)."),
     ] = "auto",
     min_pixels: Annotated[
-        int, typer.Option("--min-pixels", help="Smallest image the model sees, in pixels.", min=FACTOR * FACTOR)
+        int,
+        typer.Option("--min-pixels", help="Smallest image the model sees, in pixels.", min=FACTOR * FACTOR),
     ] = DEFAULT_MIN_PIXELS,
     max_pixels: Annotated[
-        int, typer.Option("--max-pixels", help="Largest image the model sees, in pixels.", min=FACTOR * FACTOR)
+        int,
+        typer.Option("--max-pixels", help="Largest image the model sees, in pixels.", min=FACTOR * FACTOR),
     ] = DEFAULT_MAX_PIXELS,
     max_new_tokens: Annotated[
         int, typer.Option("--max-new-tokens", help="Most tokens the model may write per page.", min=1)
     ] = DEFAULT_MAX_NEW_TOKENS,
-    prompt: Annotated[
-        str, typer.Option("--prompt", help="The request sent with each page image.")
-    ] = DEFAULT_PROMPT,
-    system_prompt: Annotated[
-        str, typer.Option("--system-prompt", help="The system message.")
-    ] = DEFAULT_SYSTEM_PROMPT,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Pages per generate call.", min=1)
-    ] = 1,
+    prompt: Annotated[str, typer.Option("--prompt", help="The request sent with each page image.")] = DEFAULT_PROMPT,
+    system_prompt: Annotated[str, typer.Option("--system-prompt", help="The system message.")] = DEFAULT_SYSTEM_PROMPT,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Pages per generate call.", min=1)] = 1,
     keep_raw: Annotated[
         Path | None,
         typer.Option("--keep-raw", help="Folder to save each page's raw answer with a JSON sidecar."),
@@ -257,7 +270,8 @@ def convert(
 )
 def render(
     answers: Annotated[
-        list[Path], typer.Argument(help="Raw answer files, one per page, in page order.", show_default=False)
+        list[Path],
+        typer.Argument(help="Raw answer files, one per page, in page order.", show_default=False, metavar="ANSWER..."),
     ],
     image_size: Annotated[
         str | None,
@@ -265,7 +279,10 @@ def render(
     ] = None,
     page_size: Annotated[
         str | None,
-        typer.Option("--page-size", help="WIDTHxHEIGHT of the page in PDF points; boxes are mapped to it."),
+        typer.Option(
+            "--page-size",
+            help="WIDTHxHEIGHT of the page in PDF points (or e.g. 1014x1532px for an image); boxes are mapped to it.",
+        ),
     ] = None,
     output: Annotated[
         Path | None,
@@ -276,7 +293,7 @@ def render(
 ) -> int:
     fmt = output_format(output, to)
     img = parse_size(image_size, "--image-size") if image_size else None
-    page = parse_size(page_size, "--page-size") if page_size else None
+    page = parse_page_size(page_size) if page_size else None
     if page is not None and img is None:
         raise UsageError("--page-size needs --image-size (the size the model saw) to map boxes")
     from docparse.pipeline import render as run
@@ -284,7 +301,8 @@ def render(
     doc = run(
         answers,
         image_size=img,
-        page_size=(float(page[0]), float(page[1])) if page else None,
+        page_size=page[0] if page else None,
+        page_unit=page[1] if page else "pt",
         progress=_reporter(quiet),
     )
     emit(doc, fmt, output)
@@ -306,12 +324,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         result = app(args=args, prog_name=prog, standalone_mode=False)
     except DocparseError as exc:
         _fail(str(exc), exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show(file=sys.stderr)
-        sys.exit(EXIT_USAGE if exc.exit_code == 2 else exc.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except typer.TyperException as exc:  # typer's own usage errors (unknown option, bad choice)
+        _fail(f"{exc.format_message()} (see {prog} --help)", EXIT_USAGE)
+    except (KeyboardInterrupt, typer.Abort):
         _fail("interrupted", EXIT_INTERRUPTED)
     except BrokenPipeError:
         # stdout closed early (e.g. piped into head): nothing more can be said there.

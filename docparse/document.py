@@ -9,7 +9,7 @@ from typing import Any, Literal, TypeAlias, assert_never
 
 SCHEMA_VERSION = "1.0"
 
-JSONValue: TypeAlias = "str | int | float | bool | None | list[JSONValue] | dict[str, JSONValue]"
+JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
 
 Unit = Literal["pt", "px"]
 PageStatus = Literal["ok", "truncated", "unstructured", "failed"]
@@ -205,9 +205,7 @@ class Other:
     raw_class: str = ""
 
 
-Block: TypeAlias = (
-    Heading | Paragraph | ListBlock | Table | Figure | Formula | Chart | Chemistry | Music | Code | Other
-)
+Block: TypeAlias = Heading | Paragraph | ListBlock | Table | Figure | Formula | Chart | Chemistry | Music | Code | Other
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -293,7 +291,8 @@ def inlines_to_json(items: Iterable[Inline]) -> list[JSONValue]:
 def _encode(value: Any) -> JSONValue:
     """Dataclass fields to JSON values; inline tuples become inline lists."""
     if isinstance(value, Box):
-        return value.as_list()
+        coords: list[JSONValue] = [value.x0, value.y0, value.x1, value.y1]
+        return coords
     if isinstance(value, Text | Styled | Math | Link | LineBreak):
         return inline_to_json(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -434,38 +433,36 @@ def _table(d: Mapping[str, Any]) -> Table:
         )
         for row in d["rows"]
     )
-    return Table(
-        rows=rows, caption=_inlines(d.get("caption", [])), box=_box(d.get("box")), raw_class=d["raw_class"]
-    )
+    return Table(rows=rows, caption=_inlines(d.get("caption", [])), box=_box(d.get("box")), raw_class=d["raw_class"])
 
 
 def block_from_json(d: Mapping[str, Any]) -> Block:
     try:
         kind = d["type"]
-        common = {"box": _box(d.get("box")), "raw_class": str(d.get("raw_class", ""))}
+        box, raw = _box(d.get("box")), str(d.get("raw_class", ""))
         if kind == "heading":
-            return Heading(level=int(d["level"]), content=_inlines(d["content"]), **common)
+            return Heading(level=int(d["level"]), content=_inlines(d["content"]), box=box, raw_class=raw)
         if kind == "paragraph":
-            return Paragraph(content=_inlines(d["content"]), **common)
+            return Paragraph(content=_inlines(d["content"]), box=box, raw_class=raw)
         if kind == "other":
-            return Other(content=_inlines(d["content"]), **common)
+            return Other(content=_inlines(d["content"]), box=box, raw_class=raw)
         if kind == "list":
             return _list_block(d)
         if kind == "table":
             return _table(d)
         if kind == "figure":
-            return Figure(caption=_inlines(d["caption"]), text=_inlines(d["text"]), **common)
+            return Figure(caption=_inlines(d["caption"]), text=_inlines(d["text"]), box=box, raw_class=raw)
         if kind == "formula":
-            return Formula(latex=str(d["latex"]), variant=d.get("variant"), **common)
+            return Formula(latex=str(d["latex"]), variant=d.get("variant"), box=box, raw_class=raw)
         if kind == "chart":
             table = _table(d["table"]) if d.get("table") else None
-            return Chart(table=table, caption=_inlines(d.get("caption", [])), **common)
+            return Chart(table=table, caption=_inlines(d.get("caption", [])), box=box, raw_class=raw)
         if kind == "chemistry":
-            return Chemistry(smiles=str(d["smiles"]), **common)
+            return Chemistry(smiles=str(d["smiles"]), box=box, raw_class=raw)
         if kind == "music":
-            return Music(abc=str(d["abc"]), **common)
+            return Music(abc=str(d["abc"]), box=box, raw_class=raw)
         if kind == "code":
-            return Code(text=str(d["text"]), language=d.get("language"), **common)
+            return Code(text=str(d["text"]), language=d.get("language"), box=box, raw_class=raw)
     except (KeyError, TypeError, ValueError) as exc:
         raise SchemaError(f"bad block: {exc}") from exc
     raise SchemaError(f"unknown block type {kind!r}")

@@ -143,9 +143,7 @@ def convert(
                 pages.append(page)
                 if progress is not None:
                     progress(PageDone(str(path), len(pages), total, page))
-        return Document(
-            source=str(path), pages=tuple(pages), metadata=_metadata(path, options, doc.page_count, engine)
-        )
+        return Document(source=str(path), pages=tuple(pages), metadata=_metadata(path, options, doc.page_count, engine))
 
 
 def _page_from_answer(image: PageImage, answer: Answer, options: ConvertOptions) -> Page:
@@ -241,8 +239,8 @@ def load_raw(path: Path) -> RawPage:
     return RawPage(
         path=path,
         text=text,
-        image_size=image_size,  # type: ignore[arg-type]
-        page_size=page_size,  # type: ignore[arg-type]
+        image_size=image_size,
+        page_size=page_size,
         unit=unit,
         number=int(number) if isinstance(number, int) else None,
         source=str(source) if isinstance(source, str) else None,
@@ -264,11 +262,12 @@ def render(
     *,
     image_size: tuple[int, int] | None = None,
     page_size: tuple[float, float] | None = None,
+    page_unit: Unit = "pt",
     progress: Progress | None = None,
 ) -> Document:
     """Saved raw answers (one file per page, in order) -> Document, with no model.
 
-    `image_size` (the size the model saw) and `page_size` (in PDF points) override the sidecars.
+    `image_size` (the size the model saw) and `page_size` (in `page_unit`) override the sidecars.
     With no page size known, boxes stay in model pixels.
     """
     pages: list[Page] = []
@@ -281,11 +280,14 @@ def render(
             raw=raw.text,
             image_size=image_size or raw.image_size,
             page_size=page_size or raw.page_size,
-            unit="pt" if page_size else raw.unit,
+            unit=page_unit if page_size else raw.unit,
             generation=raw.generation,
         )
         pages.append(page)
         if progress is not None:
             progress(PageDone(str(path), index, len(paths), page))
-    metadata: dict[str, JSONValue] = {"docparse_version": __version__, "rendered_from": [str(p) for p in paths]}
+    metadata: dict[str, JSONValue] = {
+        "docparse_version": __version__,
+        "rendered_from": [str(p) for p in paths],
+    }
     return Document(source=source or (str(paths[0]) if paths else ""), pages=tuple(pages), metadata=metadata)

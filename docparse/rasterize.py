@@ -178,7 +178,10 @@ def target_size(width: float, height: float, unit: Unit, options: RasterOptions)
     scale = NOMINAL_DPI / 72 if unit == "pt" else 1.0
     try:
         h, w = smart_resize(
-            max(1, round(height * scale)), max(1, round(width * scale)), options.min_pixels, options.max_pixels
+            max(1, round(height * scale)),
+            max(1, round(width * scale)),
+            options.min_pixels,
+            options.max_pixels,
         )
     except ValueError as exc:
         raise InputError(f"page of {width:g}x{height:g} {unit} cannot be fed to the model: {exc}") from None

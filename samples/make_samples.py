@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pymupdf
 
-CSS = "* {font-family: sans-serif;} td, th {border: 0.6pt solid black; padding: 3pt 8pt;} table {border-collapse: collapse;}"
+CSS = """
+* {font-family: sans-serif;}
+td, th {border: 0.6pt solid black; padding: 3pt 8pt;}
+table {border-collapse: collapse;}
+"""
 
 HTML = """
 <h1>Quarterly Field Report</h1>
@@ -33,8 +37,15 @@ def make_report(path: Path) -> None:
     doc = pymupdf.open()
     page = doc.new_page(width=595, height=842)  # A4 in points
     page.insert_htmlbox(pymupdf.Rect(60, 60, 535, 780), HTML, css=CSS)
-    doc.set_metadata({"title": "Quarterly Field Report (docparse sample)", "creator": "samples/make_samples.py"})
-    doc.save(path, garbage=4, deflate=True)
+    doc.set_metadata(
+        {
+            "title": "Quarterly Field Report (docparse sample)",
+            "creator": "samples/make_samples.py",
+            "creationDate": "D:20261126000000Z",
+            "modDate": "D:20261126000000Z",
+        }
+    )
+    doc.save(path, garbage=4, deflate=True, no_new_id=True)
     doc.close()
 
 

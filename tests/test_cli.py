@@ -1,0 +1,200 @@
+"""The CLI as a user meets it: help for every option, exit codes, stdout/stderr, the offline error, README examples."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import typer
+
+from docparse.cli import convert_app, main, render_app
+from tests.paths import DATA, REPO, shared_file
+
+SAMPLE = REPO / "samples" / "report.pdf"
+FIXTURE_01 = DATA / "qwenvl" / "01-cookbook-qwen25-techreport-72b.html"
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out, err = capsys.readouterr()
+    code = exit_info.value.code
+    return (code if isinstance(code, int) else 1), out, err
+
+
+def assert_one_line_error(err: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("app", [convert_app, render_app])
+def test_every_option_has_help(app: typer.Typer) -> None:
+    command = typer.main.get_command(app)
+    for param in command.params:
+        if isinstance(param, typer.core.TyperOption):
+            assert param.help and len(param.help) > 10, param.name
+
+
+def test_help_lists_options_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["--help"], capsys)
+    assert code == 0
+    for option in [
+        "--pages",
+        "--password",
+        "--model",
+        "--device",
+        "--dtype",
+        "--attn",
+        "--min-pixels",
+        "--max-pixels",
+        "--max-new-tokens",
+        "--prompt",
+        "--keep-raw",
+        "--to",
+    ]:
+        assert option in out
+    assert "Exit codes" in out and "130" in out
+    code, out, _ = run_cli(["render", "--help"], capsys)
+    assert code == 0 and "--image-size" in out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["--version"], capsys)
+    assert code == 0 and out.startswith("docparse ")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["missing.pdf"], 2, "no such file"),
+        ([str(SAMPLE), "--pages", "0-2"], 2, "--pages"),
+        ([str(SAMPLE), "--pages", "2"], 2, "has 1 page"),
+        ([str(SAMPLE), "-o", "out.docx"], 2, "cannot tell the format"),
+        ([str(SAMPLE), "-o", "out.md", "--to", "json"], 2, "disagrees"),
+        ([str(SAMPLE), "--min-pixels", "2000000"], 2, "--min-pixels"),
+        ([str(SAMPLE), "--device", "tpu"], 2, "tpu"),
+        ([str(SAMPLE), "--bogus"], 2, "--bogus"),
+        (["render", str(FIXTURE_01), "--page-size", "612x935"], 2, "--image-size"),
+        (["render", str(FIXTURE_01), "--image-size", "big"], 2, "WIDTHxHEIGHT"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(
+    args: list[str],
+    code: int,
+    needle: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    got, out, err = run_cli(args, capsys)
+    assert got == code
+    assert out == ""
+    assert needle in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("name", "needle"),
+    [("broken-empty-0bytes.pdf", "empty"), ("enc-pdfplumber-pw-test.pdf", "--password")],
+)
+def test_bad_inputs_exit_1_with_one_line(name: str, needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    path = shared_file("fixtures", "pdfs", name)
+    code, out, err = run_cli([str(path)], capsys)
+    assert code == 1
+    assert out == ""
+    assert needle in err
+    assert_one_line_error(err)
+
+
+def test_wrong_password_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    path = shared_file("fixtures", "pdfs", "enc-pdfplumber-pw-test.pdf")
+    code, _, err = run_cli([str(path), "--password", "nope"], capsys)
+    assert code == 1 and "wrong password" in err
+
+
+def test_render_writes_the_document_to_stdout_and_progress_to_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run_cli(["render", str(FIXTURE_01), "--image-size", "1008x1540"], capsys)
+    assert code == 0
+    assert "Qwen2.5 Technical Report" in out
+    assert "Qwen2.5 Technical Report" not in err
+    assert "page 1" in err
+    code, out, err = run_cli(["render", str(FIXTURE_01), "-q"], capsys)
+    assert code == 0 and err == ""
+
+
+def test_render_to_a_file_picks_the_format_from_the_extension(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "sub" / "doc.json"
+    code, out, _ = run_cli(
+        ["render", str(FIXTURE_01), "--image-size", "1008x1540", "--page-size", "612x935", "-o", str(target)],
+        capsys,
+    )
+    assert code == 0 and out == ""
+    data = json.loads(target.read_text())
+    assert data["pages"][0]["unit"] == "pt"
+    assert [p.name for p in target.parent.iterdir()] == ["doc.json"]  # no temporary left behind
+    html = tmp_path / "doc.HTML"
+    assert run_cli(["render", str(FIXTURE_01), "-o", str(html)], capsys)[0] == 0
+    assert html.read_text().lstrip().lower().startswith("<!doctype html>")
+
+
+def test_output_into_a_missing_folder_is_created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "a" / "b" / "doc.md"
+    assert run_cli(["render", str(FIXTURE_01), "-o", str(target)], capsys)[0] == 0
+    assert "Technical Report" in target.read_text()
+
+
+def _offline_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE", "TRANSFORMERS"))}
+    env.update({"HF_HOME": str(tmp_path / "hf"), **extra})
+    return env
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9"}],
+    ids=["HF_HUB_OFFLINE", "hub-unreachable"],
+)
+def test_model_that_cannot_be_had_fails_fast_with_the_way_out(tmp_path: Path, extra: dict[str, str]) -> None:
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "docparse", str(SAMPLE)],
+        env=_offline_env(tmp_path, **extra),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout == ""
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("docparse: error:")]
+    assert len(errors) == 1, proc.stderr
+    for needle in ("--model", "HF_HUB_OFFLINE", "--engine openai"):
+        assert needle in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert elapsed < 30, f"took {elapsed:.1f} s"
+
+
+def test_readme_examples_that_need_no_model_run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(REPO)
+    readme = (REPO / "README.md").read_text()
+    commands = re.findall(r"^(docparse render tests/\S+.*)$", readme, flags=re.MULTILINE)
+    assert len(commands) >= 2
+    for command in commands:
+        code, out, err = run_cli(shlex.split(command)[1:], capsys)
+        assert code == 0, (command, err)
+        assert "Qwen2.5" in out
