@@ -162,9 +162,7 @@ def test_generation_writes_nothing_to_stdout_or_stderr(
     assert err == ""
 
 
-def test_default_dtype_on_cpu_is_bfloat16_and_generates(
-    tiny_model_dir: Path, pages: list[Image.Image]
-) -> None:
+def test_default_dtype_on_cpu_is_bfloat16_and_generates(tiny_model_dir: Path, pages: list[Image.Image]) -> None:
     eng = load_engine(options(tiny_model_dir, dtype="auto", attn="auto", max_new_tokens=2))
     assert eng.model.dtype == torch.bfloat16
     assert eng.model.config._attn_implementation == "sdpa"
@@ -401,12 +399,8 @@ def test_an_unreachable_hub_fails_within_seconds(tmp_path: Path) -> None:
     assert seconds < 5
 
 
-def test_a_hub_that_never_answers_fails_after_the_metadata_timeout(
-    tmp_path: Path, silent_server: str
-) -> None:
-    message, seconds = load_default_model_in_subprocess(
-        tmp_path, HF_ENDPOINT=silent_server, HF_HUB_ETAG_TIMEOUT="1"
-    )
+def test_a_hub_that_never_answers_fails_after_the_metadata_timeout(tmp_path: Path, silent_server: str) -> None:
+    message, seconds = load_default_model_in_subprocess(tmp_path, HF_ENDPOINT=silent_server, HF_HUB_ETAG_TIMEOUT="1")
     assert_ways_out(message)
     assert "Timeout" in message
     # 1 s for the metadata request, plus up to 3 s huggingface_hub gives its own telemetry request.

@@ -142,9 +142,7 @@ def check_checkpoint(folder: Path, name: str) -> None:
     """Raise ModelUnavailableError unless `folder` holds a Qwen2.5-VL checkpoint's config.json."""
     config = folder / "config.json"
     if not config.is_file():
-        raise ModelUnavailableError(
-            f"model {name}: {folder} is not a model checkpoint (it has no config.json)"
-        )
+        raise ModelUnavailableError(f"model {name}: {folder} is not a model checkpoint (it has no config.json)")
     try:
         model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
     except (OSError, ValueError, AttributeError) as exc:
@@ -217,9 +215,7 @@ def find_checkpoint(model: str, revision: str | None = None) -> Path | None:
 
     try:
         cached = Path(
-            snapshot_download(
-                model, revision=revision, allow_patterns=_CHECKPOINT_PATTERNS, local_files_only=True
-            )
+            snapshot_download(model, revision=revision, allow_patterns=_CHECKPOINT_PATTERNS, local_files_only=True)
         )
     except _hub_errors():
         cached = None
@@ -243,8 +239,7 @@ def _unavailable(model: str, revision: str | None, exc: BaseException) -> ModelU
     from huggingface_hub import constants
 
     return ModelUnavailableError(
-        f"model {_named(model, revision)} could not be had from {constants.ENDPOINT} "
-        f"({_one_line(exc)}); {_WAYS_OUT}"
+        f"model {_named(model, revision)} could not be had from {constants.ENDPOINT} ({_one_line(exc)}); {_WAYS_OUT}"
     )
 
 
@@ -459,8 +454,7 @@ class TransformersEngine:
         tokens_in = [int(n) for n in inputs["attention_mask"].sum(dim=1)]
         dtype = self.model.dtype
         on_device = {
-            k: (v.to(self.device, dtype) if k == "pixel_values" else v.to(self.device))
-            for k, v in inputs.items()
+            k: (v.to(self.device, dtype) if k == "pixel_values" else v.to(self.device)) for k, v in inputs.items()
         }
         try:
             with torch.inference_mode():
