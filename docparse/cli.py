@@ -243,6 +243,12 @@ def convert(
         if not engine_holder:
             from docparse.engines.transformers import load_engine
 
+            if quiet or not sys.stderr.isatty():
+                # Download and weight-loading bars are for a person at a terminal, not for logs.
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
             if not quiet:
                 err.print(f"docparse: loading {model} ...", markup=False)
             started = time.monotonic()

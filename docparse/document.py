@@ -142,10 +142,10 @@ class Table:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Figure:
-    """A picture. `caption` is the caption the model attached; `text` is text it read inside the picture."""
+    """A picture. `caption` is the caption the model attached; `inner_text` is text it read inside the picture."""
 
     caption: Inlines = ()
-    text: Inlines = ()
+    inner_text: Inlines = ()
     box: Box | None = None
     raw_class: str = ""
 
@@ -324,7 +324,7 @@ def block_text(block: Block) -> str:
             return "\n".join(_list_lines(block))
         case Table():
             return _table_text(block)
-        case Figure(caption=cap, text=txt):
+        case Figure(caption=cap, inner_text=txt):
             return "\n".join(t for t in (plain_text(txt), plain_text(cap)) if t)
         case Formula(latex=latex):
             return latex
@@ -451,7 +451,7 @@ def block_from_json(d: Mapping[str, Any]) -> Block:
         if kind == "table":
             return _table(d)
         if kind == "figure":
-            return Figure(caption=_inlines(d["caption"]), text=_inlines(d["text"]), box=box, raw_class=raw)
+            return Figure(caption=_inlines(d["caption"]), inner_text=_inlines(d["inner_text"]), box=box, raw_class=raw)
         if kind == "formula":
             return Formula(latex=str(d["latex"]), variant=d.get("variant"), box=box, raw_class=raw)
         if kind == "chart":

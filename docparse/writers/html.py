@@ -1,0 +1,330 @@
+"""Document -> one self-contained HTML5 page; every text and attribute value from the model is escaped."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import PurePath
+from typing import assert_never
+
+from docparse.config import WriteOptions
+from docparse.document import (
+    Block,
+    Box,
+    Cell,
+    Chart,
+    Chemistry,
+    Code,
+    Document,
+    Figure,
+    Formula,
+    Heading,
+    Inline,
+    LineBreak,
+    Link,
+    ListBlock,
+    Math,
+    Music,
+    Other,
+    Page,
+    PageStatus,
+    Paragraph,
+    Style,
+    Styled,
+    Table,
+    Text,
+    plain_text,
+)
+
+# The model's text is untrusted. Tag and attribute names below are constants of this module;
+# everything that comes from the document goes through `esc` (text and attribute values alike),
+# and a link keeps its href only for the schemes in `_SAFE_HREF`.
+
+_CRLF = re.compile(r"\r\n?")
+_SPACE_CONTROLS = re.compile(r"[\x0b\x0c]")
+_DROP_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
+_SAFE_HREF = re.compile(r"(?i)(?:https?|mailto):")
+_HREF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f]")
+
+_STATUS_NOTES: dict[PageStatus, str] = {
+    "ok": "",
+    "truncated": "the model's answer was cut off at its token limit; the end of this page may be missing.",
+    "unstructured": "the model's answer could not be read as structured HTML; its text is shown as found.",
+    "failed": "this page could not be converted.",
+}
+
+_CSS = """\
+body{font-family:system-ui,sans-serif;line-height:1.5;max-width:52rem;margin:2rem auto;padding:0 1rem}
+.page{border-top:1px solid #d0d7de;margin-top:1.5rem;padding-top:.5rem}
+table{border-collapse:collapse;margin:1rem 0}
+th,td{border:1px solid #8c959f;padding:.25rem .5rem;vertical-align:top}
+caption{font-style:italic;padding:.25rem}
+figure{margin:1rem 0}
+.placeholder{border:2px dashed #8c959f;background:#f6f8fa;padding:.75rem;min-height:4rem;color:#57606a}
+.placeholder .label{display:block;font-size:.75rem;text-transform:uppercase;letter-spacing:.05em}
+figcaption{font-style:italic;margin-top:.25rem}
+.formula{margin:1rem 0;overflow-x:auto}
+pre{background:#f6f8fa;padding:.75rem;overflow-x:auto;white-space:pre-wrap}
+.page-status{border:1px solid #d4a72c;background:#fff8c5;padding:.5rem 1rem;margin:.5rem 0}
+.other{color:#57606a}"""
+
+# No script, no external resource, whatever a later edit lets through.
+_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+
+
+def clean_text(text: str) -> str:
+    """Text safe for any output: line ends as `\\n`, control characters and lone surrogates gone."""
+    text = _CRLF.sub("\n", text)
+    text = _SPACE_CONTROLS.sub(" ", text)
+    text = _DROP_CONTROLS.sub("", text)
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def esc(text: str) -> str:
+    """Escape text for an HTML text node or a double-quoted attribute value."""
+    return html.escape(clean_text(text), quote=True)
+
+
+def safe_href(href: str) -> str | None:
+    """The href if it is an http, https or mailto URL without whitespace or control characters; else None."""
+    href = href.strip()
+    if not _SAFE_HREF.match(href) or _HREF_FORBIDDEN.search(href) or _SURROGATES.search(href):
+        return None
+    return href
+
+
+def _num(value: float) -> str:
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _attrs(*pairs: tuple[str, str | None]) -> str:
+    return "".join(f' {name}="{esc(value)}"' for name, value in pairs if value is not None)
+
+
+def _bbox(box: Box | None) -> str | None:
+    return None if box is None else " ".join(_num(v) for v in box.as_list())
+
+
+def _block_attrs(box: Box | None, raw_class: str, *extra: tuple[str, str | None]) -> str:
+    return _attrs(*extra, ("data-bbox", _bbox(box)), ("data-raw-class", raw_class or None))
+
+
+# --- inline content -------------------------------------------------------------------------
+
+
+def _style_tag(style: Style) -> str:
+    match style:
+        case "bold":
+            return "strong"
+        case "italic":
+            return "em"
+        case "underline":
+            return "u"
+        case "strike":
+            return "s"
+        case "sub":
+            return "sub"
+        case "sup":
+            return "sup"
+        case "code":
+            return "code"
+        case _:
+            assert_never(style)
+
+
+def inlines_html(items: Iterable[Inline], in_link: bool = False) -> str:
+    """Inline content as HTML. Inside a link, nested links keep only their text."""
+    return "".join(_inline_html(item, in_link) for item in items)
+
+
+def _inline_html(item: Inline, in_link: bool) -> str:
+    match item:
+        case Text(text):
+            return esc(text)
+        case Styled(style, children):
+            tag = _style_tag(style)
+            return f"<{tag}>{inlines_html(children, in_link)}</{tag}>"
+        case Math(latex):
+            return f'<span class="math">\\({esc(latex)}\\)</span>'
+        case Link(href, children):
+            url = None if in_link else safe_href(href)
+            inner = inlines_html(children, in_link=True)
+            if url is None:
+                return inner
+            return f"<a{_attrs(('href', url))}>{inner or esc(url)}</a>"
+        case LineBreak():
+            return "<br>"
+        case _:
+            assert_never(item)
+
+
+# --- blocks ---------------------------------------------------------------------------------
+
+
+def _pre(text: str) -> str:
+    """Text for a <pre>: the parser drops one newline right after <pre>, so a leading one is doubled."""
+    body = esc(text)
+    return "\n" + body if body.startswith("\n") else body
+
+
+def _header_rows(rows: Sequence[Sequence[Cell]]) -> int:
+    """How many leading rows are all header cells and can form a <thead> (no rowspan reaching below it)."""
+    count = 0
+    while count < len(rows) - 1 and rows[count] and all(c.header for c in rows[count]):
+        count += 1
+    if any(i + c.rowspan > count for i in range(count) for c in rows[i]):
+        return 0
+    return count
+
+
+def _cell_html(cell: Cell) -> str:
+    tag = "th" if cell.header else "td"
+    attrs = _attrs(
+        ("colspan", str(cell.colspan) if cell.colspan > 1 else None),
+        ("rowspan", str(cell.rowspan) if cell.rowspan > 1 else None),
+    )
+    return f"<{tag}{attrs}>{inlines_html(cell.content)}</{tag}>"
+
+
+def table_html(table: Table, with_box: bool = True) -> str:
+    """A table with its spans, <th> header cells and <caption>, one line per row."""
+    attrs = _block_attrs(table.box, table.raw_class) if with_box else ""
+    lines = [f"<table{attrs}>"]
+    if table.caption:
+        lines.append(f"<caption>{inlines_html(table.caption)}</caption>")
+    head = _header_rows(table.rows)
+    for tag, rows in (("thead", table.rows[:head]), ("tbody", table.rows[head:])):
+        if rows:
+            lines.append(f"<{tag}>")
+            lines.extend("<tr>" + "".join(_cell_html(c) for c in row) + "</tr>" for row in rows)
+            lines.append(f"</{tag}>")
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
+def _placeholder(label: str, inner: str = "") -> str:
+    """The visible box standing in for a picture (docparse keeps no image), with the text read in it."""
+    return f'<div class="placeholder"><span class="label">{label}</span>{inner}</div>'
+
+
+def _list_html(block: ListBlock) -> str:
+    tag = "ol" if block.ordered else "ul"
+    lines = [f"<{tag}{_block_attrs(block.box, block.raw_class)}>"]
+    for item in block.items:
+        children = "".join("\n" + _list_html(child) for child in item.children)
+        lines.append(f"<li{_block_attrs(item.box, '')}>{inlines_html(item.content)}{children}</li>")
+    lines.append(f"</{tag}>")
+    return "\n".join(lines)
+
+
+def block_html(block: Block) -> str:
+    """One block as HTML, carrying its box as data-bbox and the model's class as data-raw-class."""
+    match block:
+        case Heading(level=level, content=content):
+            n = min(6, max(1, level))
+            return f"<h{n}{_block_attrs(block.box, block.raw_class)}>{inlines_html(content)}</h{n}>"
+        case Paragraph(content=content):
+            return f"<p{_block_attrs(block.box, block.raw_class)}>{inlines_html(content)}</p>"
+        case ListBlock():
+            return _list_html(block)
+        case Table():
+            return table_html(block)
+        case Figure(caption=caption, inner_text=text):
+            inside = f'<p class="figure-text">{inlines_html(text)}</p>' if text else ""
+            parts = [f"<figure{_block_attrs(block.box, block.raw_class, ('class', 'figure'))}>"]
+            parts.append(_placeholder("Figure", inside))
+            if caption:
+                parts.append(f"<figcaption>{inlines_html(caption)}</figcaption>")
+            parts.append("</figure>")
+            return "\n".join(parts)
+        case Formula(latex=latex, variant=variant):
+            attrs = _block_attrs(block.box, block.raw_class, ("class", "formula"), ("data-variant", variant))
+            return f'<div{attrs}><code class="latex">\\[{esc(latex)}\\]</code></div>'
+        case Chart(table=table, caption=caption):
+            parts = [f"<figure{_block_attrs(block.box, block.raw_class, ('class', 'chart'))}>"]
+            parts.append(_placeholder("Chart"))
+            if table is not None:
+                parts.append(table_html(table))
+            if caption:
+                parts.append(f"<figcaption>{inlines_html(caption)}</figcaption>")
+            parts.append("</figure>")
+            return "\n".join(parts)
+        case Chemistry(smiles=smiles):
+            return f"<pre{_block_attrs(block.box, block.raw_class, ('class', 'smiles'))}>{_pre(smiles)}</pre>"
+        case Music(abc=abc):
+            return f"<pre{_block_attrs(block.box, block.raw_class, ('class', 'abc'))}>{_pre(abc)}</pre>"
+        case Code(text=text, language=language):
+            lang = re.sub(r"[^\w+#.-]", "", language or "")
+            code_attrs = _attrs(("class", f"language-{lang}" if lang else None))
+            pre_attrs = _block_attrs(block.box, block.raw_class, ("class", "code"))
+            return f"<pre{pre_attrs}><code{code_attrs}>{esc(text)}</code></pre>"
+        case Other(content=content):
+            attrs = _block_attrs(block.box, block.raw_class, ("class", "other"))
+            return f"<div{attrs}>{inlines_html(content)}</div>"
+        case _:
+            assert_never(block)
+
+
+# --- pages and the document -----------------------------------------------------------------
+
+
+def _status_html(page: Page) -> str:
+    if page.status == "ok" and not page.warnings:
+        return ""
+    label = f"Page {page.number}" + ("" if page.status == "ok" else f": {page.status}")
+    note = _STATUS_NOTES.get(page.status, "")
+    head = f"<strong>{esc(label)}</strong>" + (f" — {esc(note)}" if note else "")
+    warnings = "".join(f"<li>{esc(w)}</li>" for w in page.warnings)
+    body = f"<p>{head}</p>" + (f"<ul>{warnings}</ul>" if warnings else "")
+    return f'<div class="page-status" role="note"{_attrs(("data-status", page.status))}>{body}</div>'
+
+
+def _page_html(page: Page) -> str:
+    attrs = _attrs(
+        ("class", "page"),
+        ("id", f"page-{page.number}"),
+        ("data-page", str(page.number)),
+        ("data-width", None if page.width is None else _num(page.width)),
+        ("data-height", None if page.height is None else _num(page.height)),
+        ("data-unit", page.unit),
+    )
+    inner = [_status_html(page), *(block_html(b) for b in page.blocks)]
+    return "\n".join([f"<section{attrs}>", *(part for part in inner if part), "</section>"])
+
+
+def document_title(doc: Document) -> str:
+    """The first heading's text, else the source's file name, else "Document"."""
+    for page in doc.pages:
+        for block in page.blocks:
+            if isinstance(block, Heading):
+                title = " ".join(clean_text(plain_text(block.content)).split())
+                if title:
+                    return title
+    return PurePath(doc.source).name or doc.source or "Document"
+
+
+def write_html(doc: Document, options: WriteOptions) -> str:
+    """The whole document as one HTML5 page: inline style, no script, no external resource."""
+    main_attrs = _attrs(("class", "document"), ("data-source", doc.source), ("data-schema-version", doc.schema_version))
+    lines = [
+        "<!DOCTYPE html>",
+        "<html>",
+        "<head>",
+        '<meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        '<meta name="generator" content="docparse">',
+        f"<title>{esc(document_title(doc))}</title>",
+        f"<style>\n{_CSS}\n</style>",
+        "</head>",
+        "<body>",
+        f"<main{main_attrs}>",
+        *(_page_html(page) for page in doc.pages),
+        "</main>",
+        "</body>",
+        "</html>",
+    ]
+    return "\n".join(lines) + "\n"

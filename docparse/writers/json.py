@@ -1,0 +1,23 @@
+"""Document -> JSON: the model's own versioned serialisation, described by the shipped JSON Schema."""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from typing import Any
+
+from docparse.config import WriteOptions
+from docparse.document import Document, document_to_json
+
+SCHEMA_RESOURCE = "schema/document.schema.json"
+
+
+def write_json(doc: Document, options: WriteOptions) -> str:
+    """`document_to_json` as UTF-8 text, indented, ending in a newline."""
+    return json.dumps(document_to_json(doc), ensure_ascii=False, indent=2, allow_nan=False) + "\n"
+
+
+def document_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) that every `write_json` output validates against."""
+    schema: dict[str, Any] = json.loads(files("docparse").joinpath(SCHEMA_RESOURCE).read_text("utf-8"))
+    return schema
