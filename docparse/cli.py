@@ -113,6 +113,24 @@ def parse_page_size(text: str) -> tuple[tuple[float, float], Unit]:
     return (float(m.group(1)), float(m.group(2))), unit
 
 
+def writable_folder(folder: Path, option: str) -> None:
+    """Create `folder` if needed and check it can be written, before any model time is spent."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{option} {folder}: cannot create ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {folder}: not writable")
+
+
+def check_output(output: Path | None) -> None:
+    if output is None or str(output) == "-":
+        return
+    if output.is_dir():
+        raise UsageError(f"-o {output} is a directory: give a file name")
+    writable_folder(output.parent, "-o")
+
+
 def emit(doc: Document, fmt: Format, output: Path | None) -> None:
     """Write the document to -o (atomically) or to stdout."""
     from docparse.writers import write
@@ -122,8 +140,6 @@ def emit(doc: Document, fmt: Format, output: Path | None) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    if output.is_dir():
-        raise UsageError(f"-o {output} is a directory: give a file name")
     try:
         write_atomic(output, text)
     except OSError as exc:
@@ -211,6 +227,9 @@ def convert(
     ] = False,
 ) -> int:
     fmt = output_format(output, to)
+    check_output(output)
+    if keep_raw is not None:
+        writable_folder(keep_raw, "--keep-raw")
     if min_pixels > max_pixels:
         raise UsageError(f"--min-pixels {min_pixels} is above --max-pixels {max_pixels}")
     from docparse.rasterize import parse_pages
@@ -298,6 +317,7 @@ def render(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")] = False,
 ) -> int:
     fmt = output_format(output, to)
+    check_output(output)
     img = parse_size(image_size, "--image-size") if image_size else None
     page = parse_page_size(page_size) if page_size else None
     if page is not None and img is None:

@@ -84,6 +84,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         ([str(SAMPLE), "--bogus"], 2, "--bogus"),
         (["render", str(FIXTURE_01), "--page-size", "612x935"], 2, "--image-size"),
         (["render", str(FIXTURE_01), "--image-size", "big"], 2, "WIDTHxHEIGHT"),
+        ([str(SAMPLE), "-o", ".", "--to", "md"], 2, "is a directory"),
+        ([str(SAMPLE), "-o", "/proc/nope/out.md"], 2, "cannot create"),
+        ([str(SAMPLE), "--keep-raw", "/proc/nope"], 2, "--keep-raw"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(
