@@ -85,12 +85,25 @@ def main() -> None:
             engine = real_shape_engine(engine, torch_dtype, options)
         load_s = time.perf_counter() - started
 
+    w, h = image.size
+    print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print(f"model: {args.arch} ({args.dtype}), page {w}x{h} px")
+    print("| stage | seconds |")
+    print("|---|---|")
+
+    def row(name: str, seconds: float) -> None:
+        print(f"| {name} | {seconds:.4f} |", flush=True)
+
+    row("load model (incl. building the random weights)", load_s)
+    row("rasterise one page (PyMuPDF)", rasterise_s)
     preprocess_s, inputs = timed(lambda: engine.build_inputs([image]), repeat=3)
+    row(f"preprocess (tokenise + image processor; {inputs['input_ids'].shape[1]} prompt tokens)", preprocess_s)
     pixel_values = inputs["pixel_values"].to(torch_dtype)
     grid = inputs["image_grid_thw"]
     repeat = 3 if args.arch == "tiny" else 1  # a real-size step takes seconds to minutes; noise is small there
     with torch.inference_mode():
         vision_s, _ = timed(lambda: engine.model.model.visual(pixel_values, grid_thw=grid), repeat=repeat)
+    row("vision encoder", vision_s)
 
     def run(tokens: int) -> float:
         engine.generation_config.max_new_tokens = tokens
@@ -98,8 +111,12 @@ def main() -> None:
         return timed(lambda: engine.generate([image]), repeat=repeat)[0]
 
     first_s = run(1)  # vision + prefill + one token
+    row("vision + prefill + first token", first_s)
     total_s = run(args.new_tokens)
-    decode_s = (total_s - first_s) / max(1, args.new_tokens - 1)
+    row(
+        f"decode, per token (forced {args.new_tokens}, from the difference of two runs)",
+        (total_s - first_s) / max(1, args.new_tokens - 1),
+    )
 
     raw = ANSWER.read_text(encoding="utf-8")
     read_s, page = timed(
@@ -108,28 +125,10 @@ def main() -> None:
         ),
         repeat=20,
     )
+    row("read a real answer (fixture 01)", read_s)
     doc = Document(source="bench", pages=(page,))
-    writes = {
-        fmt: timed(lambda fmt=fmt: write(doc, WriteOptions(format=fmt)), repeat=20)[0] for fmt in ("md", "html", "json")
-    }
-
-    w, h = image.size
-    print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
-    print(f"model: {args.arch} ({args.dtype}), page {w}x{h} px ({inputs['input_ids'].shape[1]} prompt tokens)")
-    print("| stage | seconds |")
-    print("|---|---|")
-    rows = [
-        ("load model (incl. building the random weights)", load_s),
-        ("rasterise one page (PyMuPDF)", rasterise_s),
-        ("preprocess (tokenise + image processor)", preprocess_s),
-        ("vision encoder", vision_s),
-        ("vision + prefill + first token", first_s),
-        (f"decode, per token (forced {args.new_tokens})", decode_s),
-        ("read a real answer (fixture 01)", read_s),
-        *[(f"write {fmt}", s) for fmt, s in writes.items()],
-    ]
-    for name, seconds in rows:
-        print(f"| {name} | {seconds:.4f} |")
+    for fmt in ("md", "html", "json"):
+        row(f"write {fmt}", timed(lambda fmt=fmt: write(doc, WriteOptions(format=fmt)), repeat=20)[0])
 
 
 if __name__ == "__main__":
