@@ -932,7 +932,7 @@ def blocks(figures: bool) -> st.SearchStrategy[Block]:
         st.builds(Other, content=contents, **common),
     ]
     if figures:
-        options.append(st.builds(Figure, caption=contents, text=contents, **common))
+        options.append(st.builds(Figure, caption=contents, inner_text=contents, **common))
     return st.one_of(options)
 
 
