@@ -389,7 +389,8 @@ def box_norm(box: Box | None, width: float | None, height: float | None) -> list
         return None
 
     def grid(value: float, size: float) -> int:
-        return min(1000, max(0, round(value * 1000 / size)))
+        ratio = value / size * 1000
+        return 0 if ratio != ratio else round(min(1000.0, max(0.0, ratio)))  # NaN -> 0; inf clamped
 
     return [grid(box.x0, width), grid(box.y0, height), grid(box.x1, width), grid(box.y1, height)]
 
