@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -198,7 +199,8 @@ def test_readme_examples_that_need_no_model_run(
     commands = re.findall(r"^(docparse render tests/\S+.*)$", readme, flags=re.MULTILINE)
     assert len(commands) >= 2
     for command in commands:
-        code, out, err = run_cli(shlex.split(command)[1:], capsys)
+        args = [a for arg in shlex.split(command)[1:] for a in (sorted(glob.glob(arg)) if "*" in arg else [arg])]
+        code, out, err = run_cli(args, capsys)
         assert code == 0, (command, err)
         assert "Qwen2.5" in out or "tests/data/answers/" in command, command
         assert out.strip(), command
