@@ -75,14 +75,14 @@ def assemble(doc: Document, options: AssembleOptions) -> Document:
     levels are made consistent, and the heading that opens page 1 becomes the title.
     """
     if len(doc.pages) < 2:
-        return dataclasses.replace(doc, title=_title(doc.pages)[0])
+        return dataclasses.replace(doc, title=_title(doc.pages, [list(p.blocks) for p in doc.pages])[0])
     pages = [list(p.blocks) for p in doc.pages]
     _mark_furniture(doc.pages, pages)
     _mark_footnotes(doc.pages, pages)
     _mark_captions(pages)
     if options.merge:
         _merge_across_pages(doc.pages, pages)
-    title, where = _title(doc.pages)
+    title, where = _title(doc.pages, pages)
     _fix_heading_levels(pages, where)
     new_pages = tuple(dataclasses.replace(p, blocks=tuple(b)) for p, b in zip(doc.pages, pages, strict=True))
     return dataclasses.replace(doc, pages=new_pages, title=title)
@@ -414,7 +414,7 @@ def _table_continues(first: Table, nxt: Table) -> tuple[tuple[Cell, ...], ...] |
 # --- headings and title -----------------------------------------------------------------------
 
 
-def _title(pages: Sequence[Page]) -> tuple[str | None, tuple[int, int] | None]:
+def _title(pages: Sequence[Page], blocks: Sequence[Sequence[Block]]) -> tuple[str | None, tuple[int, int] | None]:
     """The document title and where its heading is (page index, block index).
 
     The title is the first heading of the highest rank on page 1, when that heading is a body block
@@ -424,7 +424,7 @@ def _title(pages: Sequence[Page]) -> tuple[str | None, tuple[int, int] | None]:
     if not pages or pages[0].number != 1:
         return None, None
     page = pages[0]
-    headings = [(i, b) for i, b in enumerate(page.blocks) if isinstance(b, Heading) and b.role == "body"]
+    headings = [(i, b) for i, b in enumerate(blocks[0]) if isinstance(b, Heading) and b.role == "body"]
     if not headings:
         return None, None
     top = min(b.level for _, b in headings)

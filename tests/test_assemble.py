@@ -421,3 +421,14 @@ def test_replace_keeps_blocks_frozen() -> None:
     block = para("x")
     with pytest.raises(dataclasses.FrozenInstanceError):
         block.role = "furniture"  # type: ignore[misc]
+
+
+def test_a_running_head_set_as_a_heading_is_not_the_title() -> None:
+    def head() -> Heading:
+        return Heading(level=1, content=t("Journal of Things"), box=Box(50, 20, 550, 35))
+
+    title = Heading(level=1, content=t("A Real Title"), box=Box(50, 100, 550, 140))
+    doc = doc_of(page(1, head(), title, para("Body.")), page(2, head(), para("More.")))
+    out = assemble(doc, AssembleOptions())
+    assert out.title == "A Real Title"
+    assert [b.role for b in out.pages[1].blocks] == ["furniture", "body"]
