@@ -1,3 +1,26 @@
 """docparse: PDFs and images to HTML, Markdown or JSON through Qwen2.5-VL's QwenVL HTML."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+__all__ = ["Document", "__version__", "convert", "load", "write"]
+
+if TYPE_CHECKING:
+    from docparse.api import convert, load, write
+    from docparse.document import Document
+
+
+def __getattr__(name: str) -> Any:
+    """The API, imported on first use: `import docparse` alone loads neither PyMuPDF nor torch."""
+    if name in ("convert", "load", "write"):
+        from docparse import api
+
+        return getattr(api, name)
+    if name == "Document":
+        from docparse.document import Document
+
+        return Document
+    raise AttributeError(f"module 'docparse' has no attribute {name!r}")

@@ -16,14 +16,13 @@ from rich.console import Console
 
 from docparse import __version__
 from docparse.config import (
+    AssembleOptions,
     Attn,
-    ConvertOptions,
     Device,
     DType,
     Format,
-    ModelOptions,
-    RasterOptions,
     WriteOptions,
+    convert_options,
 )
 from docparse.document import Document, Unit
 from docparse.engines.base import Engine
@@ -131,11 +130,11 @@ def check_output(output: Path | None) -> None:
     writable_folder(output.parent, "-o")
 
 
-def emit(doc: Document, fmt: Format, output: Path | None) -> None:
+def emit(doc: Document, options: WriteOptions, output: Path | None) -> None:
     """Write the document to -o (atomically) or to stdout."""
     from docparse.writers import write
 
-    text = write(doc, WriteOptions(format=fmt))
+    text = write(doc, options)
     if output is None or str(output) == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -220,6 +219,23 @@ def convert(
         Path | None,
         typer.Option("--keep-raw", help="Folder to save each page's raw answer with a JSON sidecar."),
     ] = None,
+    keep_furniture: Annotated[
+        bool,
+        typer.Option(
+            "--keep-furniture",
+            help="Keep running headers, footers and page numbers in Markdown and HTML (JSON always has them).",
+        ),
+    ] = False,
+    no_merge: Annotated[
+        bool,
+        typer.Option("--no-merge", help="Do not join paragraphs and tables that a page break cut in two."),
+    ] = False,
+    page_markers: Annotated[
+        bool, typer.Option("--page-markers", help="Mark where each page starts in Markdown: <!-- page N -->.")
+    ] = False,
+    page_breaks: Annotated[
+        bool, typer.Option("--page-breaks", help="Show a visible break between pages in HTML (a new page in print).")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")] = False,
     version: Annotated[
         bool,
@@ -230,29 +246,25 @@ def convert(
     check_output(output)
     if keep_raw is not None:
         writable_folder(keep_raw, "--keep-raw")
-    if min_pixels > max_pixels:
-        raise UsageError(f"--min-pixels {min_pixels} is above --max-pixels {max_pixels}")
-    from docparse.rasterize import parse_pages
-
-    options = ConvertOptions(
-        raster=RasterOptions(
-            min_pixels=min_pixels,
-            max_pixels=max_pixels,
-            pages=parse_pages(pages) if pages is not None else None,
-            password=password,
-        ),
-        model=ModelOptions(
-            model=model,
-            revision=revision,
-            device=device,
-            dtype=dtype,
-            attn=attn,
-            max_new_tokens=max_new_tokens,
-            prompt=prompt,
-            system_prompt=system_prompt,
-            batch_size=batch_size,
-        ),
+    options = convert_options(
+        pages=pages,
+        password=password,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+        model=model,
+        revision=revision,
+        device=device,
+        dtype=dtype,
+        attn=attn,
+        max_new_tokens=max_new_tokens,
+        prompt=prompt,
+        system_prompt=system_prompt,
+        batch_size=batch_size,
+        merge=not no_merge,
         keep_raw=keep_raw,
+    )
+    write_options = WriteOptions(
+        format=fmt, keep_furniture=keep_furniture, page_markers=page_markers, page_breaks=page_breaks
     )
     from docparse.pipeline import convert as run
 
@@ -281,7 +293,7 @@ def convert(
     finally:
         for engine in engine_holder:
             engine.close()
-    emit(doc, fmt, output)
+    emit(doc, write_options, output)
     return _exit_for(doc)
 
 
@@ -289,14 +301,19 @@ def convert(
     help=(
         "Turn saved raw model answers (one file per page, in order) into Markdown, HTML or JSON "
         "without loading a model. A --keep-raw sidecar (PAGE.json beside PAGE.html) supplies the "
-        "image and page sizes; without them boxes stay in model pixels."
+        "image and page sizes; without them boxes stay in model pixels. Or re-render one document "
+        "saved with --to json (DOC.json) to Markdown or HTML."
     ),
     epilog=EXIT_CODES_HELP,
 )
 def render(
     answers: Annotated[
         list[Path],
-        typer.Argument(help="Raw answer files, one per page, in page order.", show_default=False, metavar="ANSWER..."),
+        typer.Argument(
+            help="Raw answer files (.html), one per page, in page order; or one saved JSON document.",
+            show_default=False,
+            metavar="ANSWER...",
+        ),
     ],
     image_size: Annotated[
         str | None,
@@ -314,10 +331,43 @@ def render(
         typer.Option("--output", "-o", help="Output file (format from its extension); '-' or none: stdout."),
     ] = None,
     to: Annotated[Format | None, typer.Option("--to", help="Output format (default: from -o, else md).")] = None,
+    keep_furniture: Annotated[
+        bool,
+        typer.Option(
+            "--keep-furniture",
+            help="Keep running headers, footers and page numbers in Markdown and HTML (JSON always has them).",
+        ),
+    ] = False,
+    no_merge: Annotated[
+        bool,
+        typer.Option("--no-merge", help="Do not join paragraphs and tables that a page break cut in two."),
+    ] = False,
+    page_markers: Annotated[
+        bool, typer.Option("--page-markers", help="Mark where each page starts in Markdown: <!-- page N -->.")
+    ] = False,
+    page_breaks: Annotated[
+        bool, typer.Option("--page-breaks", help="Show a visible break between pages in HTML (a new page in print).")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")] = False,
 ) -> int:
     fmt = output_format(output, to)
     check_output(output)
+    write_options = WriteOptions(
+        format=fmt, keep_furniture=keep_furniture, page_markers=page_markers, page_breaks=page_breaks
+    )
+    documents = [a for a in answers if a.suffix.lower() == ".json"]
+    if documents:
+        if len(answers) != 1:
+            raise UsageError("render takes one saved JSON document, or raw answers (.html), not both or several")
+        if image_size or page_size or no_merge:
+            raise UsageError(
+                "a saved JSON document is written as it was assembled: --image-size, --page-size and "
+                "--no-merge apply to raw answers only"
+            )
+        from docparse.pipeline import load_document
+
+        emit(load_document(documents[0]), write_options, output)
+        return EXIT_OK
     img = parse_size(image_size, "--image-size") if image_size else None
     page = parse_page_size(page_size) if page_size else None
     if page is not None and img is None:
@@ -330,8 +380,9 @@ def render(
         page_size=page[0] if page else None,
         page_unit=page[1] if page else "pt",
         progress=_reporter(quiet),
+        assemble_options=AssembleOptions(merge=not no_merge),
     )
-    emit(doc, fmt, output)
+    emit(doc, write_options, output)
     return _exit_for(doc)
 
 

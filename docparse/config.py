@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from docparse.errors import UsageError
 from docparse.prompt import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_MAX_PIXELS,
@@ -50,16 +51,83 @@ class ModelOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class AssembleOptions:
+    """How pages become one document (docparse.assemble).
+
+    `merge`: join paragraphs and tables cut by a page break. Furniture, footnotes, heading levels and
+    the title are always worked out: they only label blocks, and the writers decide what to show.
+    """
+
+    merge: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class ConvertOptions:
     """Everything `pipeline.convert` needs for one input."""
 
     raster: RasterOptions = RasterOptions()
     model: ModelOptions = ModelOptions()
+    assemble: AssembleOptions = AssembleOptions()
     keep_raw: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class WriteOptions:
-    """How a Document is written out."""
+    """How a Document is written out.
+
+    `keep_furniture`: show running headers, footers and page numbers in Markdown and HTML (JSON
+    always has them). `page_markers`: a `<!-- page N -->` comment before each page in Markdown.
+    `page_breaks`: a visible rule between pages in HTML (and a page break when printed).
+    """
 
     format: Format = "md"
+    keep_furniture: bool = False
+    page_markers: bool = False
+    page_breaks: bool = False
+
+
+def convert_options(
+    *,
+    pages: str | None = None,
+    password: str | None = None,
+    min_pixels: int = DEFAULT_MIN_PIXELS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    model: str = DEFAULT_MODEL,
+    revision: str | None = None,
+    device: Device = "auto",
+    dtype: DType = "auto",
+    attn: Attn = "auto",
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    prompt: str = DEFAULT_PROMPT,
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    batch_size: int = 1,
+    merge: bool = True,
+    keep_raw: Path | None = None,
+) -> ConvertOptions:
+    """The records for one conversion, from the CLI's options by name (the CLI and docparse.convert both
+    build them here). `pages` is a range list such as "1-3,7,10-". Raises UsageError for bad values."""
+    if min_pixels > max_pixels:
+        raise UsageError(f"--min-pixels {min_pixels} is above --max-pixels {max_pixels}")
+    if batch_size < 1 or max_new_tokens < 1:
+        raise UsageError("--batch-size and --max-new-tokens must be at least 1")
+    ranges = None
+    if pages is not None:
+        from docparse.rasterize import parse_pages  # imports PyMuPDF
+
+        ranges = parse_pages(pages)
+    return ConvertOptions(
+        raster=RasterOptions(min_pixels=min_pixels, max_pixels=max_pixels, pages=ranges, password=password),
+        model=ModelOptions(
+            model=model,
+            revision=revision,
+            device=device,
+            dtype=dtype,
+            attn=attn,
+            max_new_tokens=max_new_tokens,
+            prompt=prompt,
+            system_prompt=system_prompt,
+            batch_size=batch_size,
+        ),
+        assemble=AssembleOptions(merge=merge),
+        keep_raw=keep_raw,
+    )

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, assert_never
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
 
 Unit = Literal["pt", "px"]
-PageStatus = Literal["ok", "truncated", "unstructured", "failed"]
-FinishReason = Literal["stop", "length"]
+# "retried", "repetition" and "skipped-blank" are set by the engine side (repetition guard, retries, blank
+# pages); the assembly never sets a status.
+PageStatus = Literal["ok", "retried", "truncated", "repetition", "unstructured", "failed", "skipped-blank"]
+FinishReason = Literal["stop", "length", "repetition"]
+# What a block is to a reader: the text itself, page furniture (running headers and footers, page
+# numbers, "continued" captions), a footnote, or a caption standing apart from its table or figure.
+Role = Literal["body", "furniture", "footnote", "caption"]
+ROLES: tuple[Role, ...] = ("body", "furniture", "footnote", "caption")
 Style = Literal["bold", "italic", "underline", "strike", "sub", "sup", "code"]
 
 
@@ -28,6 +35,14 @@ class Box:
 
     def as_list(self) -> list[float]:
         return [self.x0, self.y0, self.x1, self.y1]
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """Where one piece of a merged block came from: its page number and its box there."""
+
+    page: int
+    box: Box | None
 
 
 # --- inline content -------------------------------------------------------------------------
@@ -91,7 +106,10 @@ def plain_text(inlines: Iterable[Inline]) -> str:
 
 # --- blocks ---------------------------------------------------------------------------------
 # Every block keeps its box (None where the model gave none) and the model's raw class name
-# ("p", "h2", "div.formula", "div.image caption", ...).
+# ("p", "h2", "div.formula", "div.image caption", ...), its `role` (set by docparse.assemble), and,
+# when the assembly merged it from pieces on several pages, `parts`: each piece's page and box, in
+# order (the block itself sits on the first piece's page, with the first piece's box). A block that
+# was not merged has no parts. Blocks nested in others (a chart's table, a sub-list) carry neither.
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,6 +118,8 @@ class Heading:
     content: Inlines
     box: Box | None = None
     raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,6 +127,8 @@ class Paragraph:
     content: Inlines
     box: Box | None = None
     raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,6 +144,8 @@ class ListBlock:
     items: tuple[ListItem, ...]
     box: Box | None = None
     raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,6 +162,8 @@ class Table:
     caption: Inlines = ()
     box: Box | None = None
     raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,6 +174,8 @@ class Figure:
     inner_text: Inlines = ()
     box: Box | None = None
     raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,6 +186,8 @@ class Formula:
     variant: str | None = None
     box: Box | None = None
     raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,6 +198,8 @@ class Chart:
     caption: Inlines = ()
     box: Box | None = None
     raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -177,6 +209,8 @@ class Chemistry:
     smiles: str
     box: Box | None = None
     raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -186,6 +220,8 @@ class Music:
     abc: str
     box: Box | None = None
     raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -194,6 +230,8 @@ class Code:
     language: str | None = None
     box: Box | None = None
     raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -203,6 +241,8 @@ class Other:
     content: Inlines
     box: Box | None = None
     raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
 
 
 Block: TypeAlias = Heading | Paragraph | ListBlock | Table | Figure | Formula | Chart | Chemistry | Music | Code | Other
@@ -240,10 +280,32 @@ class Page:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Document:
+    """A whole document: its pages in order, what produced it, and its title where one was found.
+
+    `to_json`/`from_json` are the versioned JSON contract (docparse/schema/document.schema.json).
+    """
+
     source: str
     pages: tuple[Page, ...]
     metadata: Mapping[str, JSONValue] = field(default_factory=dict)
+    title: str | None = None
     schema_version: str = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        """The document as JSON text (UTF-8, indented, ending in a newline); valid against the shipped schema."""
+        return json.dumps(document_to_json(self), ensure_ascii=False, indent=2, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_json(cls, data: str | bytes | Mapping[str, Any]) -> Document:
+        """A document from JSON text (or its parsed object); SchemaError when it is not a docparse document."""
+        if isinstance(data, str | bytes):
+            try:
+                data = json.loads(data)
+            except ValueError as exc:
+                raise SchemaError(f"not JSON: {exc}") from None
+        if not isinstance(data, Mapping):
+            raise SchemaError("a docparse document is a JSON object")
+        return document_from_json(data)
 
 
 # --- JSON -----------------------------------------------------------------------------------
@@ -288,15 +350,24 @@ def inlines_to_json(items: Iterable[Inline]) -> list[JSONValue]:
     return [inline_to_json(i) for i in items]
 
 
+_TOP_LEVEL_ONLY = frozenset({"role", "parts"})
+
+
 def _encode(value: Any) -> JSONValue:
-    """Dataclass fields to JSON values; inline tuples become inline lists."""
+    """Dataclass fields to JSON values; inline tuples become inline lists.
+
+    Blocks met here are nested in another block (a chart's table, a sub-list): they are written
+    without `role` and `parts`, which only top-level blocks carry (see block_to_json).
+    """
     if isinstance(value, Box):
         coords: list[JSONValue] = [value.x0, value.y0, value.x1, value.y1]
         return coords
     if isinstance(value, Text | Styled | Math | Link | LineBreak):
         return inline_to_json(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name not in _TOP_LEVEL_ONLY
+        }
     if isinstance(value, tuple | list):
         return [_encode(v) for v in value]
     if isinstance(value, Mapping):
@@ -306,11 +377,43 @@ def _encode(value: Any) -> JSONValue:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-def block_to_json(block: Block) -> dict[str, JSONValue]:
+PageSizes: TypeAlias = Mapping[int, tuple[float | None, float | None]]
+
+
+def box_norm(box: Box | None, width: float | None, height: float | None) -> list[JSONValue] | None:
+    """The box on a 0-1000 grid of the page (integers, origin top-left); None without a box or a page size.
+
+    Derived when writing JSON, never stored: the box in the page's unit is the one truth.
+    """
+    if box is None or not width or not height or width <= 0 or height <= 0:
+        return None
+
+    def grid(value: float, size: float) -> int:
+        ratio = value / size * 1000
+        return 0 if ratio != ratio else round(min(1000.0, max(0.0, ratio)))  # NaN -> 0; inf clamped
+
+    return [grid(box.x0, width), grid(box.y0, height), grid(box.x1, width), grid(box.y1, height)]
+
+
+def block_to_json(block: Block, page: Page | None = None, sizes: PageSizes | None = None) -> dict[str, JSONValue]:
+    """One top-level block. `page` (the page it sits on) and `sizes` (page number -> width, height, for
+    the pages its parts came from) give the normalised boxes; without them those are null."""
     body = _encode(block)
     assert isinstance(body, dict)
     out: dict[str, JSONValue] = {"type": block_type_name(block)}
     out.update(body)
+    width, height = (page.width, page.height) if page is not None else (None, None)
+    out["box_norm"] = box_norm(block.box, width, height)
+    out["role"] = block.role
+    sizes = sizes or {}
+    out["parts"] = [
+        {
+            "page": part.page,
+            "box": _encode(part.box),
+            "box_norm": box_norm(part.box, *sizes.get(part.page, (None, None))),
+        }
+        for part in block.parts
+    ]
     out["text"] = block_text(block)
     return out
 
@@ -353,7 +456,7 @@ def _table_text(table: Table) -> str:
     return "\n".join("\t".join(plain_text(c.content) for c in row) for row in table.rows)
 
 
-def page_to_json(page: Page) -> dict[str, JSONValue]:
+def page_to_json(page: Page, sizes: PageSizes | None = None) -> dict[str, JSONValue]:
     return {
         "number": page.number,
         "width": page.width,
@@ -363,16 +466,18 @@ def page_to_json(page: Page) -> dict[str, JSONValue]:
         "status": page.status,
         "warnings": list(page.warnings),
         "generation": _encode(page.generation),
-        "blocks": [block_to_json(b) for b in page.blocks],
+        "blocks": [block_to_json(b, page, sizes) for b in page.blocks],
     }
 
 
 def document_to_json(doc: Document) -> dict[str, JSONValue]:
+    sizes = {p.number: (p.width, p.height) for p in doc.pages}
     return {
         "schema_version": doc.schema_version,
         "source": doc.source,
+        "title": doc.title,
         "metadata": _encode(doc.metadata),
-        "pages": [page_to_json(p) for p in doc.pages],
+        "pages": [page_to_json(p, sizes) for p in doc.pages],
     }
 
 
@@ -436,7 +541,32 @@ def _table(d: Mapping[str, Any]) -> Table:
     return Table(rows=rows, caption=_inlines(d.get("caption", [])), box=_box(d.get("box")), raw_class=d["raw_class"])
 
 
+def _role(value: Any) -> Role:
+    for role in ROLES:
+        if value == role:
+            return role
+    raise SchemaError(f"unknown role {value!r}")
+
+
+def _parts(data: Any) -> tuple[Part, ...]:
+    if not isinstance(data, list):
+        raise SchemaError("parts must be a list")
+    return tuple(Part(page=int(p["page"]), box=_box(p.get("box"))) for p in data)
+
+
 def block_from_json(d: Mapping[str, Any]) -> Block:
+    """One top-level block; `box_norm` and `text` are derived, so they are not read."""
+    block = _block_from_json(d)
+    try:
+        role, parts = _role(d.get("role", "body")), _parts(d.get("parts", []))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SchemaError(f"bad block: {exc}") from exc
+    if role == "body" and not parts:
+        return block
+    return dataclasses.replace(block, role=role, parts=parts)
+
+
+def _block_from_json(d: Mapping[str, Any]) -> Block:
     try:
         kind = d["type"]
         box, raw = _box(d.get("box")), str(d.get("raw_class", ""))
@@ -489,12 +619,16 @@ def document_from_json(d: Mapping[str, Any]) -> Document:
     version = d.get("schema_version")
     if not isinstance(version, str) or version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
         raise SchemaError(f"unsupported schema_version {version!r} (this docparse reads {SCHEMA_VERSION})")
+    title = d.get("title")
     try:
+        # An older minor version reads with the newer fields at their defaults, and is written back
+        # in the current version.
         return Document(
             source=str(d["source"]),
             pages=tuple(page_from_json(p) for p in d["pages"]),
             metadata=dict(d.get("metadata", {})),
-            schema_version=version,
+            title=str(title) if title is not None else None,
+            schema_version=SCHEMA_VERSION,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SchemaError(f"bad document: {exc}") from exc

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from docparse import __version__
-from docparse.config import ConvertOptions
-from docparse.document import Document, Generation, JSONValue, Page, PageStatus, Unit
+from docparse.assemble import assemble
+from docparse.config import AssembleOptions, ConvertOptions
+from docparse.document import Document, Generation, JSONValue, Page, PageStatus, SchemaError, Unit
 from docparse.engines.base import Answer, Engine
 from docparse.errors import EngineError, InputError, UsageError
 from docparse.files import sha256_file, write_atomic
@@ -113,6 +114,8 @@ def _metadata(path: Path, options: ConvertOptions, page_count: int, engine: Engi
         "max_pixels": options.raster.max_pixels,
         "max_new_tokens": m.max_new_tokens,
         "decoding": "greedy",
+        "batch_size": m.batch_size,
+        "merge": options.assemble.merge,
     }
 
 
@@ -143,7 +146,10 @@ def convert(
                 pages.append(page)
                 if progress is not None:
                     progress(PageDone(str(path), len(pages), total, page))
-        return Document(source=str(path), pages=tuple(pages), metadata=_metadata(path, options, doc.page_count, engine))
+        document = Document(
+            source=str(path), pages=tuple(pages), metadata=_metadata(path, options, doc.page_count, engine)
+        )
+    return assemble(document, options.assemble)
 
 
 def _page_from_answer(image: PageImage, answer: Answer, options: ConvertOptions) -> Page:
@@ -264,12 +270,15 @@ def render(
     page_size: tuple[float, float] | None = None,
     page_unit: Unit = "pt",
     progress: Progress | None = None,
+    assemble_options: AssembleOptions | None = None,
 ) -> Document:
     """Saved raw answers (one file per page, in order) -> Document, with no model.
 
     `image_size` (the size the model saw) and `page_size` (in `page_unit`) override the sidecars.
-    With no page size known, boxes stay in model pixels.
+    With no page size known, boxes stay in model pixels. The pages are assembled as `convert`
+    assembles them.
     """
+    assemble_options = assemble_options or AssembleOptions()
     pages: list[Page] = []
     source: str | None = None
     for index, path in enumerate(paths, start=1):
@@ -289,5 +298,23 @@ def render(
     metadata: dict[str, JSONValue] = {
         "docparse_version": __version__,
         "rendered_from": [str(p) for p in paths],
+        "merge": assemble_options.merge,
     }
-    return Document(source=source or (str(paths[0]) if paths else ""), pages=tuple(pages), metadata=metadata)
+    document = Document(source=source or (str(paths[0]) if paths else ""), pages=tuple(pages), metadata=metadata)
+    return assemble(document, assemble_options)
+
+
+def load_document(path: Path) -> Document:
+    """A document saved by `--to json` (or Document.to_json), read back as it was written: no model, no
+    assembly again. Raises UsageError for a missing file, InputError for one that is not a docparse document.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return Document.from_json(data)
+    except SchemaError as exc:
+        raise InputError(f"{path}: not a docparse JSON document ({exc})") from None

@@ -12,15 +12,18 @@ import json
 import os
 from pathlib import Path
 
+import jsonschema
 import lxml.html
 import pytest
 
 from docparse.cli import main
 from docparse.document import block_text, document_from_json
+from docparse.writers.json import document_schema
 from tests.paths import DATA, QWENVL_FIXTURES, REPO, SHARED
 
 GOLDEN = DATA / "golden"
 UPDATE = os.environ.get("DOCPARSE_UPDATE_GOLDENS") == "1"
+VALIDATOR = jsonschema.Draft202012Validator(document_schema())
 
 # name -> (path relative to the repo root, --image-size, --page-size).
 # The cookbook's page image is 1014x1532 px and the model saw it at 1008x1540; 04-08 have no
@@ -81,6 +84,8 @@ def test_licensed_answers_match_their_goldens(
     rel, image_size, page_size = LICENSED[name]
     out = render([rel, "--image-size", image_size, "--page-size", page_size, "--to", fmt], capsys)
     check_golden(GOLDEN / f"{name}.{fmt}", out)
+    if fmt == "json":
+        VALIDATOR.validate(json.loads(out))
 
 
 @pytest.mark.parametrize("name", sorted(LICENSED))
@@ -142,6 +147,7 @@ def test_unlicensed_answers_match_their_outlines_and_keep_all_text(
     rel = os.path.relpath(source, REPO)
     data = json.loads(render([rel, "--image-size", image_size, "--page-size", page_size, "--to", "json"], capsys))
     check_golden(GOLDEN / "outline" / f"{name}.jsonl", outline(data))
+    VALIDATOR.validate(data)
     doc = document_from_json(data)
     text = " ".join(" ".join(block_text(b).split()) for b in doc.pages[0].blocks)
     for run in visible_text(source.read_text(encoding="utf-8")):

@@ -12,7 +12,7 @@ from PIL import Image
 from docparse.config import ConvertOptions, ModelOptions, RasterOptions
 from docparse.document import Generation, Heading, Paragraph
 from docparse.engines.base import Answer, Engine
-from docparse.errors import EngineError, InputError, PasswordError
+from docparse.errors import EngineError, InputError, PasswordError, UsageError
 from docparse.pipeline import convert, raw_path, render
 from docparse.rasterize import parse_pages
 from tests.paths import REPO, shared_file
@@ -190,3 +190,29 @@ def test_render_without_sizes_keeps_model_pixels(tmp_path: Path) -> None:
     assert mapped.pages[0].unit == "pt"
     assert mapped.pages[0].blocks[0].box is not None
     assert mapped.pages[0].blocks[0].box.as_list() == [50, 100, 150, 200]
+
+
+def test_python_api_converts_with_the_cli_records_and_assembles() -> None:
+    import docparse
+
+    path = shared_file("fixtures", "pdfs", "col-multicolumn-lipsum-table.pdf")
+    answers = REPO / "tests" / "data" / "answers" / "col-multicolumn-lipsum-table"
+
+    def answer(image: Image.Image, n: int) -> str:
+        return (answers / f"page-{n:04d}.html").read_text(encoding="utf-8")
+
+    doc = docparse.convert(path, engine=ScriptedEngine(answer), pages="1-2")
+    assert isinstance(doc, docparse.Document)
+    assert [p.number for p in doc.pages] == [1, 2]
+    assert doc.title == "Two-Column Document with Lorem Ipsum"
+    assert doc.metadata["merge"] is True and doc.metadata["page_count"] == 3
+    joined = [b for p in doc.pages for b in p.blocks if b.parts]
+    assert len(joined) == 1 and [part.page for part in joined[0].parts] == [1, 2]
+    # The same answers saved with --keep-raw's sidecars render to the same document, model fields aside.
+    rendered = render(sorted(answers.glob("page-*.html")))
+    assert [p.blocks for p in rendered.pages] == [p.blocks for p in doc.pages]
+    apart = docparse.convert(path, engine=ScriptedEngine(answer), pages="1-2", merge=False)
+    assert not any(b.parts for p in apart.pages for b in p.blocks)
+    assert docparse.Document.from_json(doc.to_json()) == doc
+    with pytest.raises(UsageError):
+        docparse.convert(path, engine=ScriptedEngine(answer), min_pixels=10**7)

@@ -27,6 +27,7 @@ from docparse.document import (
     Code,
     Document,
     Figure,
+    FinishReason,
     Formula,
     Generation,
     Heading,
@@ -39,7 +40,10 @@ from docparse.document import (
     Music,
     Other,
     Page,
+    PageStatus,
     Paragraph,
+    Part,
+    Role,
     Style,
     Styled,
     Table,
@@ -300,7 +304,7 @@ def assert_inert(root: Any) -> None:
     allowed = {
         "html", "head", "meta", "title", "style", "body", "main", "section", "div", "p", "span", "br",
         "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "table", "caption", "thead", "tbody", "tr",
-        "th", "td", "figure", "figcaption", "pre", "code", "strong", "em", "u", "s", "del", "sub", "sup", "a",
+        "th", "td", "figure", "figcaption", "pre", "code", "strong", "em", "u", "s", "del", "sub", "sup", "a", "hr",
     }  # fmt: skip
     for el in root.iter():
         if not isinstance(el.tag, str):
@@ -372,6 +376,9 @@ def test_schema_declares_its_version_and_covers_the_model() -> None:
     block_names = {block_type_name(b) for p in FULL.pages for b in p.blocks}
     assert set(defs["block"]["properties"]["type"]["enum"]) == block_names
     assert set(defs["inline_styled"]["properties"]["style"]["enum"]) == set(get_args(Style))
+    assert set(defs["role"]["enum"]) == set(get_args(Role))
+    assert set(defs["page"]["properties"]["status"]["enum"]) == set(get_args(PageStatus))
+    assert set(defs["generation"]["properties"]["finish_reason"]["enum"]) == set(get_args(FinishReason))
 
 
 def _set(path: tuple[Any, ...], value: Any) -> Callable[[dict[str, Any]], None]:
@@ -425,6 +432,14 @@ MUTATIONS: dict[str, Callable[[dict[str, Any]], None]] = {
     "other schema version": _set(("schema_version",), "2.0"),
     "metadata as list": _set(("metadata",), []),
     "missing pages": _delete(("pages",)),
+    "missing title": _delete(("title",)),
+    "unknown role": _set((*B, 0, "role"), "sidebar"),
+    "block without role": _delete((*B, 0, "role")),
+    "block without parts": _delete((*B, 0, "parts")),
+    "part without page": _set((*B, 0, "parts"), [{"box": None, "box_norm": None}]),
+    "box_norm over 1000": _set((*B, 0, "box_norm"), [0, 0, 1001, 10]),
+    "box_norm of floats": _set((*B, 0, "box_norm"), [0.5, 0, 10, 10]),
+    "unknown finish_reason": _set((*P0, "generation", "finish_reason"), "stopped"),
 }
 
 
@@ -877,6 +892,7 @@ any_text = st.lists(HOSTILE_ALPHABET, max_size=8).map("".join)
 hrefs = st.one_of(st.sampled_from((*HOSTILE_HREFS, "https://x.example/a b", "mailto:a@b", "#frag")), any_text)
 numbers = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
 boxes = st.none() | st.builds(Box, numbers, numbers, numbers, numbers)
+parts = st.lists(st.builds(Part, page=st.integers(1, 3), box=boxes), max_size=2).map(tuple)
 inlines = st.recursive(
     st.one_of(st.builds(Text, any_text), st.builds(Math, any_text), st.just(LineBreak())),
     lambda children: st.one_of(
@@ -918,7 +934,7 @@ lists = st.recursive(
 
 
 def blocks(figures: bool) -> st.SearchStrategy[Block]:
-    common = {"box": boxes, "raw_class": any_text}
+    common = {"box": boxes, "raw_class": any_text, "role": st.sampled_from(get_args(Role)), "parts": parts}
     options: list[st.SearchStrategy[Any]] = [
         st.builds(Heading, level=st.integers(1, 6), content=contents, **common),
         st.builds(Paragraph, content=contents, **common),
@@ -943,7 +959,7 @@ generations = st.none() | st.builds(
     tokens_in=st.integers(0, 10**6),
     tokens_out=st.integers(0, 10**6),
     seconds=st.floats(0, 1e4),
-    finish_reason=st.sampled_from(["stop", "length"]),
+    finish_reason=st.sampled_from(get_args(FinishReason)),
 )
 
 
@@ -959,13 +975,14 @@ def documents(draw: st.DrawFn, figures: bool = True) -> Document:
                 unit=draw(st.sampled_from(["pt", "px"])),
                 image_size=draw(st.none() | st.tuples(st.integers(1, 10**4), st.integers(1, 10**4))),
                 blocks=tuple(draw(st.lists(blocks(figures), max_size=4))),
-                status=draw(st.sampled_from(["ok", "truncated", "unstructured", "failed"])),
+                status=draw(st.sampled_from(get_args(PageStatus))),
                 warnings=tuple(draw(st.lists(any_text, max_size=2))),
                 generation=draw(generations),
             )
         )
     metadata = draw(st.dictionaries(any_text, st.none() | st.integers() | any_text, max_size=2))
-    return Document(source=draw(any_text), pages=tuple(pages), metadata=metadata)
+    title = draw(st.none() | any_text)
+    return Document(source=draw(any_text), pages=tuple(pages), metadata=metadata, title=title)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -980,14 +997,15 @@ def test_property_json_validates_and_round_trips(doc: Document) -> None:
 @given(documents())
 def test_property_every_writer_keeps_hostile_documents_inert(doc: Document) -> None:
     VALIDATOR.validate(json.loads(write(doc, JSON)))
-    out = write(doc, HTML)
+    # Furniture kept, so that every text must show; the layout options change nothing about safety.
+    out = write(doc, WriteOptions(format="html", keep_furniture=True, page_breaks=True))
     root = parse_html(out)
     assert_inert(root)
     visible = root.text_content()
     for item in all_inlines(doc):
         if isinstance(item, Text):
             assert clean_text(item.text) in visible
-    md = write(doc, MD)
+    md = write(doc, WriteOptions(format="md", keep_furniture=True, page_markers=True))
     assert md == "" or (md.endswith("\n") and not md.endswith("\n\n"))
     root = md_to_html(md)
     assert_inert(root)

@@ -50,9 +50,12 @@ _HREF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f]")
 
 _STATUS_NOTES: dict[PageStatus, str] = {
     "ok": "",
+    "retried": "",
     "truncated": "the model's answer was cut off at its token limit; the end of this page may be missing.",
+    "repetition": "the model's answer kept repeating itself and was cut there; the rest of the page may be missing.",
     "unstructured": "the model's answer could not be read as structured HTML; its text is shown as found.",
     "failed": "this page could not be converted.",
+    "skipped-blank": "this page is blank.",
 }
 
 _CSS = """\
@@ -68,7 +71,11 @@ figcaption{font-style:italic;margin-top:.25rem}
 .formula{margin:1rem 0;overflow-x:auto}
 pre{background:#f6f8fa;padding:.75rem;overflow-x:auto;white-space:pre-wrap}
 .page-status{border:1px solid #d4a72c;background:#fff8c5;padding:.5rem 1rem;margin:.5rem 0}
-.other{color:#57606a}"""
+.other{color:#57606a}
+.furniture{color:#57606a;font-size:.85rem}
+.footnote{font-size:.85rem}
+hr.page-break{border:0;border-top:2px dashed #8c959f;margin:2rem 0}
+@media print{hr.page-break{break-after:page;border:0}}"""
 
 # No script, no external resource, whatever a later edit lets through.
 _CSP = "default-src 'none'; style-src 'unsafe-inline'"
@@ -110,6 +117,18 @@ def _bbox(box: Box | None) -> str | None:
 
 def _block_attrs(box: Box | None, raw_class: str, *extra: tuple[str, str | None]) -> str:
     return _attrs(*extra, ("data-bbox", _bbox(box)), ("data-raw-class", raw_class or None))
+
+
+def _with_role(markup: str, block: Block) -> str:
+    """A block's markup in a <div> naming its role and, for a merged block, the pages it came from.
+
+    Body blocks that were not merged are left bare.
+    """
+    pages = " ".join(str(part.page) for part in block.parts) or None
+    if block.role == "body" and pages is None:
+        return markup
+    cls = None if block.role == "body" else block.role
+    return f"<div{_attrs(('class', cls), ('data-role', block.role), ('data-pages', pages))}>\n{markup}\n</div>"
 
 
 # --- inline content -------------------------------------------------------------------------
@@ -282,7 +301,7 @@ def _status_html(page: Page) -> str:
     return f'<div class="page-status" role="note"{_attrs(("data-status", page.status))}>{body}</div>'
 
 
-def _page_html(page: Page) -> str:
+def _page_html(page: Page, options: WriteOptions) -> str:
     attrs = _attrs(
         ("class", "page"),
         ("id", f"page-{page.number}"),
@@ -291,12 +310,15 @@ def _page_html(page: Page) -> str:
         ("data-height", None if page.height is None else _num(page.height)),
         ("data-unit", page.unit),
     )
-    inner = [_status_html(page), *(block_html(b) for b in page.blocks)]
+    shown = [b for b in page.blocks if b.role != "furniture" or options.keep_furniture]
+    inner = [_status_html(page), *(_with_role(block_html(b), b) for b in shown)]
     return "\n".join([f"<section{attrs}>", *(part for part in inner if part), "</section>"])
 
 
 def document_title(doc: Document) -> str:
-    """The first heading's text, else the source's file name, else "Document"."""
+    """The document's title, else the first heading's text, else the source's file name, else "Document"."""
+    if doc.title and doc.title.strip():
+        return " ".join(clean_text(doc.title).split())
     for page in doc.pages:
         for block in page.blocks:
             if isinstance(block, Heading):
@@ -306,8 +328,22 @@ def document_title(doc: Document) -> str:
     return PurePath(doc.source).name or doc.source or "Document"
 
 
+def _pages_html(doc: Document, options: WriteOptions) -> list[str]:
+    """Each page a <section id="page-N">; with `options.page_breaks`, a visible rule between them."""
+    out: list[str] = []
+    for index, page in enumerate(doc.pages):
+        if options.page_breaks and index:
+            out.append(f'<hr class="page-break"{_attrs(("data-page", str(page.number)))}>')
+        out.append(_page_html(page, options))
+    return out
+
+
 def write_html(doc: Document, options: WriteOptions) -> str:
-    """The whole document as one HTML5 page: inline style, no script, no external resource."""
+    """The whole document as one HTML5 page: inline style, no script, no external resource.
+
+    Furniture is left out unless `options.keep_furniture`; footnotes, captions and kept furniture
+    sit in a <div> of that class with `data-role`; a merged block's <div> names its pages.
+    """
     main_attrs = _attrs(("class", "document"), ("data-source", doc.source), ("data-schema-version", doc.schema_version))
     lines = [
         "<!DOCTYPE html>",
@@ -322,7 +358,7 @@ def write_html(doc: Document, options: WriteOptions) -> str:
         "</head>",
         "<body>",
         f"<main{main_attrs}>",
-        *(_page_html(page) for page in doc.pages),
+        *_pages_html(doc, options),
         "</main>",
         "</body>",
         "</html>",

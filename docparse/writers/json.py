@@ -7,14 +7,14 @@ from importlib.resources import files
 from typing import Any
 
 from docparse.config import WriteOptions
-from docparse.document import Document, document_to_json
+from docparse.document import Document
 
 SCHEMA_RESOURCE = "schema/document.schema.json"
 
 
 def write_json(doc: Document, options: WriteOptions) -> str:
-    """`document_to_json` as UTF-8 text, indented, ending in a newline."""
-    return json.dumps(document_to_json(doc), ensure_ascii=False, indent=2, allow_nan=False) + "\n"
+    """`Document.to_json`: the whole document, furniture included, whatever the other options say."""
+    return doc.to_json()
 
 
 def document_schema() -> dict[str, Any]:

@@ -324,7 +324,23 @@ def _blocks(blocks: Iterable[Block]) -> str:
     return "\n\n".join(parts)
 
 
+def shown(block: Block, options: WriteOptions) -> bool:
+    """Whether a block is shown in Markdown and HTML: furniture only with `keep_furniture`."""
+    return block.role != "furniture" or options.keep_furniture
+
+
 def write_markdown(doc: Document, options: WriteOptions) -> str:
-    """The document as GFM: blocks and pages apart by one blank line, ending in one newline ("" if empty)."""
-    text = _blocks(block for page in doc.pages for block in page.blocks)
+    """The document as GFM: blocks and pages apart by one blank line, ending in one newline ("" if empty).
+
+    Furniture is left out unless `options.keep_furniture`; with `options.page_markers` each page
+    starts with a `<!-- page N -->` comment (a block merged across pages shows at its first page).
+    """
+    if not options.page_markers:
+        text = _blocks(block for page in doc.pages for block in page.blocks if shown(block, options))
+        return text + "\n" if text else ""
+    parts = []
+    for page in doc.pages:
+        body = _blocks(block for block in page.blocks if shown(block, options))
+        parts.append(_join(f"<!-- page {page.number} -->", body))
+    text = "\n\n".join(parts)
     return text + "\n" if text else ""
