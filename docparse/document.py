@@ -12,8 +12,9 @@ SCHEMA_VERSION = "1.0"
 JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
 
 Unit = Literal["pt", "px"]
-PageStatus = Literal["ok", "truncated", "unstructured", "failed"]
-FinishReason = Literal["stop", "length"]
+PageStatus = Literal["ok", "retried", "truncated", "repetition", "unstructured", "failed", "skipped-blank"]
+# "repetition": stopped early on a degenerate loop; "time": stopped by the per-page time budget.
+FinishReason = Literal["stop", "length", "repetition", "time"]
 Style = Literal["bold", "italic", "underline", "strike", "sub", "sup", "code"]
 
 
@@ -224,7 +225,10 @@ class Generation:
 class Page:
     """One page. Boxes are in `unit` on a page `width` x `height` (origin top-left).
 
-    `image_size` is the size in pixels of the image the model saw, where known.
+    `image_size` is the size in pixels of the image the model saw, where known. `attempts` counts
+    the model calls the page took (0 when it was skipped, or rendered from a saved answer);
+    `rotation` is the clockwise turn in degrees (0, 90, 180, 270) docparse gave the displayed page
+    to make its content upright before the model saw it; boxes are on the page as displayed.
     """
 
     number: int
@@ -236,6 +240,8 @@ class Page:
     status: PageStatus = "ok"
     warnings: tuple[str, ...] = ()
     generation: Generation | None = None
+    attempts: int = 0
+    rotation: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -363,6 +369,8 @@ def page_to_json(page: Page) -> dict[str, JSONValue]:
         "status": page.status,
         "warnings": list(page.warnings),
         "generation": _encode(page.generation),
+        "attempts": page.attempts,
+        "rotation": page.rotation,
         "blocks": [block_to_json(b) for b in page.blocks],
     }
 
@@ -481,6 +489,8 @@ def page_from_json(d: Mapping[str, Any]) -> Page:
         status=d.get("status", "ok"),
         warnings=tuple(d.get("warnings", [])),
         generation=Generation(**gen) if gen else None,
+        attempts=int(d.get("attempts", 0)),
+        rotation=int(d.get("rotation", 0)),
     )
 
 

@@ -27,6 +27,7 @@ from docparse.document import (
     Code,
     Document,
     Figure,
+    FinishReason,
     Formula,
     Generation,
     Heading,
@@ -39,6 +40,7 @@ from docparse.document import (
     Music,
     Other,
     Page,
+    PageStatus,
     Paragraph,
     Style,
     Styled,
@@ -932,7 +934,7 @@ def blocks(figures: bool) -> st.SearchStrategy[Block]:
         st.builds(Other, content=contents, **common),
     ]
     if figures:
-        options.append(st.builds(Figure, caption=contents, text=contents, **common))
+        options.append(st.builds(Figure, caption=contents, inner_text=contents, **common))
     return st.one_of(options)
 
 
@@ -943,7 +945,7 @@ generations = st.none() | st.builds(
     tokens_in=st.integers(0, 10**6),
     tokens_out=st.integers(0, 10**6),
     seconds=st.floats(0, 1e4),
-    finish_reason=st.sampled_from(["stop", "length"]),
+    finish_reason=st.sampled_from(get_args(FinishReason)),
 )
 
 
@@ -959,9 +961,11 @@ def documents(draw: st.DrawFn, figures: bool = True) -> Document:
                 unit=draw(st.sampled_from(["pt", "px"])),
                 image_size=draw(st.none() | st.tuples(st.integers(1, 10**4), st.integers(1, 10**4))),
                 blocks=tuple(draw(st.lists(blocks(figures), max_size=4))),
-                status=draw(st.sampled_from(["ok", "truncated", "unstructured", "failed"])),
+                status=draw(st.sampled_from(get_args(PageStatus))),
                 warnings=tuple(draw(st.lists(any_text, max_size=2))),
                 generation=draw(generations),
+                attempts=draw(st.integers(0, 9)),
+                rotation=draw(st.sampled_from([0, 90, 180, 270])),
             )
         )
     metadata = draw(st.dictionaries(any_text, st.none() | st.integers() | any_text, max_size=2))
