@@ -7,16 +7,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast, get_args
 
 from docparse import __version__
 from docparse.config import ConvertOptions
-from docparse.document import Document, Generation, JSONValue, Page, PageStatus, Unit
+from docparse.document import Document, FinishReason, Generation, JSONValue, Page, PageStatus, Unit
 from docparse.engines.base import Answer, Engine
 from docparse.errors import EngineError, InputError, UsageError
 from docparse.files import sha256_file, write_atomic
 from docparse.qwenvl import read_answer
 from docparse.rasterize import PageImage, open_input
+from docparse.repetition import collapse_blocks
 
 T = TypeVar("T")
 
@@ -56,17 +57,27 @@ def build_page(
     """
     mapped = image_size is not None and page_size is not None
     result = read_answer(raw, image_size=image_size, page_size=page_size if mapped else None)
+    blocks, repeated = collapse_blocks(result.blocks)
     warnings = list(result.warnings)
     status: PageStatus = "ok"
-    if not result.structured and result.blocks:
+    if not result.structured and blocks:
         status = "unstructured"
-    cut = generation is not None and generation.finish_reason == "length"
-    if result.truncated or cut:
+    reason = generation.finish_reason if generation is not None else None
+    if result.truncated or reason in ("length", "time"):
         status = "truncated"
-    if cut and generation is not None:
+    if generation is not None and reason == "length":
         warnings.append(
             f"the answer was cut at {generation.tokens_out} new tokens: raise --max-new-tokens to keep the rest"
         )
+    if generation is not None and reason == "time":
+        warnings.append(
+            f"the answer was cut by the page time budget after {generation.seconds:.1f} s: raise --page-timeout"
+        )
+    if repeated or reason == "repetition":
+        status = "repetition"
+        warnings.extend(repeated)
+        if reason == "repetition" and not repeated:
+            warnings.append("generation stopped early: the model was repeating itself")
     width: float | None = None
     height: float | None = None
     if mapped and page_size is not None:
@@ -79,7 +90,7 @@ def build_page(
         height=height,
         unit=unit if mapped else "px",
         image_size=image_size,
-        blocks=result.blocks,
+        blocks=blocks,
         status=status,
         warnings=tuple(warnings),
         generation=generation,
@@ -229,7 +240,7 @@ def load_raw(path: Path) -> RawPage:
             tokens_in=int(side["tokens_in"]),
             tokens_out=int(side["tokens_out"]),
             seconds=float(side["seconds"]),
-            finish_reason="length" if side["finish_reason"] == "length" else "stop",
+            finish_reason=_finish_reason(side["finish_reason"]),
         )
     image_size = _pair(side.get("image_size"), int)
     page_size = _pair(side.get("page_size"), float)
@@ -246,6 +257,13 @@ def load_raw(path: Path) -> RawPage:
         source=str(source) if isinstance(source, str) else None,
         generation=generation,
     )
+
+
+def _finish_reason(value: Any) -> FinishReason:
+    for reason in get_args(FinishReason):
+        if value == reason:
+            return cast("FinishReason", reason)
+    return "stop"
 
 
 def _pair(value: Any, cast: Callable[[Any], Any]) -> tuple[Any, Any] | None:
