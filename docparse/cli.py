@@ -220,6 +220,23 @@ def convert(
         Path | None,
         typer.Option("--keep-raw", help="Folder to save each page's raw answer with a JSON sidecar."),
     ] = None,
+    max_retries: Annotated[
+        int,
+        typer.Option(
+            "--max-retries",
+            help="Retries of a page whose answer loops or is cut off (penalty, sampling, then bands); 0: none.",
+            min=0,
+        ),
+    ] = 3,
+    page_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--page-timeout",
+            help="Seconds of model time one page may take, retries included; past it the page keeps what it has.",
+            min=0.001,
+            show_default="no limit",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")] = False,
     version: Annotated[
         bool,
@@ -253,6 +270,8 @@ def convert(
             batch_size=batch_size,
         ),
         keep_raw=keep_raw,
+        max_retries=max_retries,
+        page_timeout=page_timeout,
     )
     from docparse.pipeline import convert as run
 

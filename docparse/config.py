@@ -56,6 +56,10 @@ class ConvertOptions:
     raster: RasterOptions = RasterOptions()
     model: ModelOptions = ModelOptions()
     keep_raw: Path | None = None
+    # Retries of a page whose answer looped or was cut off (docparse.recover), and the seconds of
+    # model time one page may take in all (None: no limit).
+    max_retries: int = 3
+    page_timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -12,11 +13,12 @@ from typing import Any, TypeVar, cast, get_args
 from docparse import __version__
 from docparse.config import ConvertOptions
 from docparse.document import Document, FinishReason, Generation, JSONValue, Page, PageStatus, Unit
-from docparse.engines.base import Answer, Engine
+from docparse.engines.base import Answer, Engine, GenerationSettings
 from docparse.errors import EngineError, InputError, UsageError
 from docparse.files import sha256_file, write_atomic
 from docparse.qwenvl import read_answer
 from docparse.rasterize import PageImage, open_input
+from docparse.recover import Budget, recover_page
 from docparse.repetition import collapse_blocks
 
 T = TypeVar("T")
@@ -124,6 +126,8 @@ def _metadata(path: Path, options: ConvertOptions, page_count: int, engine: Engi
         "max_pixels": options.raster.max_pixels,
         "max_new_tokens": m.max_new_tokens,
         "decoding": "greedy",
+        "max_retries": options.max_retries,
+        "page_timeout": options.page_timeout,
     }
 
 
@@ -142,14 +146,18 @@ def convert(
         total = len(doc.page_numbers)
         engine = get_engine()
         pages: list[Page] = []
+        first_try = GenerationSettings(time_limit=options.page_timeout)
         for batch in _batched(doc.pages(), options.model.batch_size):
+            start = time.perf_counter()
             try:
-                answers = engine.generate([p.image for p in batch])
+                answers = engine.generate([p.image for p in batch], first_try)
             except EngineError as exc:
                 answers = None
                 done = [_failed_page(p, str(exc)) for p in batch]
             if answers is not None:
-                done = [_page_from_answer(p, a, options) for p, a in zip(batch, answers, strict=True)]
+                # Each page's budget counts its batch's wall time (its pages ran together), then its own retries.
+                spent = time.perf_counter() - start
+                done = [_page_from_answer(engine, p, a, options, spent) for p, a in zip(batch, answers, strict=True)]
             for page in done:
                 pages.append(page)
                 if progress is not None:
@@ -157,16 +165,27 @@ def convert(
         return Document(source=str(path), pages=tuple(pages), metadata=_metadata(path, options, doc.page_count, engine))
 
 
-def _page_from_answer(image: PageImage, answer: Answer, options: ConvertOptions) -> Page:
+def _page_from_answer(engine: Engine, image: PageImage, answer: Answer, options: ConvertOptions, spent: float) -> Page:
+    """The page read from its first answer, then through the retry ladder if that answer looped or was cut."""
     if options.keep_raw is not None:
         save_raw(options.keep_raw, image, answer, options)
-    return build_page(
-        number=image.number,
-        raw=answer.text,
-        image_size=image.image.size,
-        page_size=(image.width, image.height),
-        unit=image.unit,
-        generation=answer.generation,
+
+    def build(ans: Answer, image_size: tuple[int, int], page_size: tuple[float, float]) -> Page:
+        return build_page(
+            number=image.number,
+            raw=ans.text,
+            image_size=image_size,
+            page_size=page_size,
+            unit=image.unit,
+            generation=ans.generation,
+        )
+
+    page_size = (image.width, image.height)
+    first = build(answer, image.image.size, page_size)
+    timeout = options.page_timeout
+    budget = Budget(options.max_retries, None if timeout is None else time.perf_counter() + timeout - spent)
+    return recover_page(
+        engine, image.image, page_size, first, build, max_new_tokens=options.model.max_new_tokens, budget=budget
     )
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from docparse.config import ConvertOptions, ModelOptions, RasterOptions
 from docparse.document import Generation, Heading, Paragraph
-from docparse.engines.base import Answer, Engine
+from docparse.engines.base import GREEDY, Answer, Engine, GenerationSettings
 from docparse.errors import EngineError, InputError, PasswordError
 from docparse.pipeline import convert, raw_path, render
 from docparse.rasterize import parse_pages
@@ -34,7 +34,7 @@ class ScriptedEngine:
     def model_id(self) -> str:
         return "scripted"
 
-    def generate(self, images: Sequence[Image.Image]) -> list[Answer]:
+    def generate(self, images: Sequence[Image.Image], settings: GenerationSettings = GREEDY) -> list[Answer]:
         self.calls.append([im.size for im in images])
         out = []
         for image in images:
@@ -134,9 +134,10 @@ def test_a_failed_batch_fails_its_pages_and_the_rest_convert() -> None:
 def test_cut_answer_is_kept_and_flagged_truncated() -> None:
     text = '<html><body><p data-bbox="1 1 100 20">Complete.</p><p data-bbox="1 30 100 50">Cut in the mid'
     engine = ScriptedEngine(lambda _im, _n: text, finish="length")
-    doc = convert(SAMPLE, ConvertOptions(), _engine(engine))
+    doc = convert(SAMPLE, ConvertOptions(max_retries=0), _engine(engine))
     page = doc.pages[0]
     assert page.status == "truncated"
+    assert page.attempts == 1
     assert any("--max-new-tokens" in w for w in page.warnings)
     texts = [b.content for b in page.blocks if isinstance(b, Paragraph)]
     assert len(texts) == 2
