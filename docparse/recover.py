@@ -113,26 +113,25 @@ def stitch(strips: Sequence[tuple[float, float, Sequence[Block]]]) -> list[Block
     """
     out: list[Block] = []
     prev_bottom: float | None = None
-    prev_seam: list[int] = []  # indices in `out` of the previous strip's blocks inside the overlap
+    prev: list[int] = []  # indices in `out` of the previous strip's blocks
     for top, bottom, blocks in strips:
-        seam: list[int] = []
+        # The previous strip's blocks reaching into this strip: the only ones a block here may repeat.
+        seam = [i for i in prev if (b := out[i].box) is not None and b.y1 > top]
+        current: list[int] = []
         for block in blocks:
             text = _norm(block_text(block))
             box = block.box
             in_overlap = prev_bottom is not None and box is not None and box.y0 < prev_bottom
             if in_overlap and text:
-                twin = next(
-                    (i for i in prev_seam if (t := _norm(block_text(out[i]))) and (text in t or t in text)), None
-                )
+                twin = next((i for i in seam if (t := _norm(block_text(out[i]))) and (text in t or t in text)), None)
                 if twin is not None:
                     if len(text) > len(_norm(block_text(out[twin]))):
                         out[twin] = block
                     continue
             out.append(block)
-            if box is not None and box.y1 > top:
-                seam.append(len(out) - 1)
+            current.append(len(out) - 1)
         prev_bottom = bottom
-        prev_seam = [i for i in seam if (b := out[i].box) is not None and b.y1 > top]
+        prev = current
     return out
 
 
