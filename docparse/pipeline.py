@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar, cast, get_args
@@ -16,6 +16,7 @@ from docparse.document import Document, FinishReason, Generation, JSONValue, Pag
 from docparse.engines.base import Answer, Engine, GenerationSettings
 from docparse.errors import EngineError, InputError, UsageError
 from docparse.files import sha256_file, write_atomic
+from docparse.pageprep import unturn
 from docparse.qwenvl import read_answer
 from docparse.rasterize import PageImage, open_input
 from docparse.recover import Budget, recover_page
@@ -109,6 +110,22 @@ def _failed_page(image: PageImage, message: str) -> Page:
         blocks=(),
         status="failed",
         warnings=(message,),
+        attempts=1,
+        rotation=image.turn,
+    )
+
+
+def _blank_page(image: PageImage) -> Page:
+    return Page(
+        number=image.number,
+        width=image.width,
+        height=image.height,
+        unit=image.unit,
+        image_size=image.image.size,
+        blocks=(),
+        status="skipped-blank",
+        warnings=("the page is blank (no text layer, no ink on its raster); it was not sent to the model",),
+        attempts=0,
     )
 
 
@@ -148,16 +165,21 @@ def convert(
         pages: list[Page] = []
         first_try = GenerationSettings(time_limit=options.page_timeout)
         for batch in _batched(doc.pages(), options.model.batch_size):
-            start = time.perf_counter()
-            try:
-                answers = engine.generate([p.image for p in batch], first_try)
-            except EngineError as exc:
-                answers = None
-                done = [_failed_page(p, str(exc)) for p in batch]
-            if answers is not None:
-                # Each page's budget counts its batch's wall time (its pages ran together), then its own retries.
-                spent = time.perf_counter() - start
-                done = [_page_from_answer(engine, p, a, options, spent) for p, a in zip(batch, answers, strict=True)]
+            # Blank pages never reach the model; the others of the batch go together.
+            todo = [p for p in batch if not p.blank]
+            results: dict[int, Page] = {p.number: _blank_page(p) for p in batch if p.blank}
+            if todo:
+                start = time.perf_counter()
+                try:
+                    answers = engine.generate([p.image for p in todo], first_try)
+                except EngineError as exc:
+                    results.update((p.number, _failed_page(p, str(exc))) for p in todo)
+                else:
+                    # Each page's budget counts its batch's wall time (its pages ran together), then its retries.
+                    spent = time.perf_counter() - start
+                    for p, a in zip(todo, answers, strict=True):
+                        results[p.number] = _page_from_answer(engine, p, a, options, spent)
+            done = [results[p.number] for p in batch]
             for page in done:
                 pages.append(page)
                 if progress is not None:
@@ -180,12 +202,22 @@ def _page_from_answer(engine: Engine, image: PageImage, answer: Answer, options:
             generation=ans.generation,
         )
 
-    page_size = (image.width, image.height)
+    # The model saw the turned page: read its answer on the turned page, then turn the boxes back.
+    sideways = image.turn in (90, 270)
+    page_size = (image.height, image.width) if sideways else (image.width, image.height)
     first = build(answer, image.image.size, page_size)
     timeout = options.page_timeout
     budget = Budget(options.max_retries, None if timeout is None else time.perf_counter() + timeout - spent)
-    return recover_page(
+    page = recover_page(
         engine, image.image, page_size, first, build, max_new_tokens=options.model.max_new_tokens, budget=budget
+    )
+    return replace(
+        page,
+        width=image.width,
+        height=image.height,
+        blocks=unturn(page.blocks, image.turn, image.width, image.height),
+        rotation=image.turn,
+        warnings=(*image.notes, *page.warnings),
     )
 
 
