@@ -223,3 +223,24 @@ def test_the_ladder_runs_through_the_real_generation_loop(looping_model_dir: Pat
     # Never a wall of repeats in what is kept.
     assert all(len(block_text(b)) < 200 or len(set(block_text(b))) > 5 for b in page.blocks)
     engine.close()
+
+
+def test_retry_settings_are_recorded_in_the_metadata() -> None:
+    engine = LadderEngine(lambda _s, _i: (CLEAN, "stop"))
+
+    def get() -> Engine:
+        return engine
+
+    doc = convert(SAMPLE, ConvertOptions(max_retries=5, page_timeout=30.0), get)
+    assert (doc.metadata["max_retries"], doc.metadata["page_timeout"]) == (5, 30.0)
+    assert doc.pages[0].attempts == 1 and doc.pages[0].status == "ok"
+
+
+def test_bad_retry_options_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    from docparse.cli import main
+
+    for args in (["--max-retries", "-1"], ["--page-timeout", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(SAMPLE), *args])
+        assert exit_info.value.code == 2
+        assert args[0] in capsys.readouterr().err
