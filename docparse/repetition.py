@@ -99,6 +99,8 @@ def collapse_sequence(
     """`items` with each degenerate run cut to its first copy, and how many items were dropped."""
     out = list(items)
     dropped = 0
+    if len(out) < min_copies:
+        return out, 0  # too short to hold min_copies copies of anything
     for _ in range(_MAX_CUTS):
         keys = [key(x) for x in out]
         run = find_run(keys, max_period=max_period, min_copies=min_copies)
@@ -116,7 +118,11 @@ def collapse_text(text: str) -> tuple[str, int]:
     Returns the text and how many characters were dropped. The separators inside the dropped
     copies go with them; the text after the run follows the first copy.
     """
+    if len(text) < MIN_RUN_TOKENS:
+        return text, 0
     matches = list(_TOKEN.finditer(text))
+    if len(matches) < MIN_RUN_TOKENS:
+        return text, 0
     tokens = [m.group() for m in matches]
     spans = [(m.start(), m.end()) for m in matches]
     cuts: list[tuple[int, int]] = []
@@ -169,9 +175,18 @@ def _collapse_inlines(items: Inlines) -> tuple[Inlines, int]:
 
 
 def _collapse_table(table: Table) -> tuple[Table, int]:
-    dropped = 0
+    def has_text(row: tuple[Cell, ...]) -> bool:
+        return any(block_text(Paragraph(content=c.content)).strip() for c in row)
+
+    # Rows first (a looping table is mostly repeated rows), then what is left cell by cell.
+    kept_rows, dropped = collapse_sequence(
+        table.rows,
+        lambda r: tuple(repr(c.content) for c in r) if has_text(r) else id(r),
+        max_period=MAX_BLOCK_PERIOD,
+        min_copies=MIN_BLOCK_COPIES + 1,
+    )
     rows: list[tuple[Cell, ...]] = []
-    for row in table.rows:
+    for row in kept_rows:
         cells: list[Cell] = []
         for cell in row:
             content, n = _collapse_inlines(cell.content)
@@ -183,20 +198,7 @@ def _collapse_table(table: Table) -> tuple[Table, int]:
         )
         dropped += n
         rows.append(tuple(kept))
-
-    def row_key(row: tuple[Cell, ...]) -> Hashable:
-        return tuple(repr(c.content) for c in row)
-
-    def has_text(row: tuple[Cell, ...]) -> bool:
-        return any(block_text(Paragraph(content=c.content)).strip() for c in row)
-
-    kept_rows, n = collapse_sequence(
-        rows,
-        lambda r: row_key(r) if has_text(r) else id(r),
-        max_period=MAX_BLOCK_PERIOD,
-        min_copies=MIN_BLOCK_COPIES + 1,
-    )
-    return dataclasses.replace(table, rows=tuple(kept_rows)), dropped + n
+    return dataclasses.replace(table, rows=tuple(rows)), dropped
 
 
 def _collapse_list(block: ListBlock) -> tuple[ListBlock, int]:

@@ -126,3 +126,14 @@ def test_collapse_is_bounded_on_five_megabytes() -> None:
     assert time.perf_counter() - start < 20
     assert out == "Header. abc def ghi "
     assert dropped == len(text) - len(out)
+
+
+def test_a_five_megabyte_looping_table_renders_in_bounded_time() -> None:
+    row = "<tr><td>0.00</td><td>x</td></tr>"
+    raw = '```html\n<html><body>\n<table data-bbox="1 1 2 2">' + row * (5_000_000 // len(row))
+    start = time.perf_counter()
+    page = build_page(number=1, raw=raw, image_size=None, page_size=None, unit="px", generation=None)
+    assert time.perf_counter() - start < 40
+    assert page.status == "repetition"
+    [table] = page.blocks
+    assert len(table.rows) == 1  # type: ignore[union-attr]
