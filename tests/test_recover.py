@@ -244,3 +244,29 @@ def test_bad_retry_options_are_usage_errors(capsys: pytest.CaptureFixture[str]) 
             main([str(SAMPLE), *args])
         assert exit_info.value.code == 2
         assert args[0] in capsys.readouterr().err
+
+
+def test_the_repetition_stop_stops_only_the_looping_row() -> None:
+    import torch
+
+    from docparse.engines.stopping import RepetitionStop
+
+    prompt = [[0, 0, 7, 8], [7, 8, 9, 9]]
+    looping = [5] * 64
+    varied = [10 + (i * 7) % 50 for i in range(64)]
+    ids = torch.tensor([prompt[0] + looping, prompt[1] + varied])
+    stop = RepetitionStop(prompt_length=4)
+    assert stop(ids, torch.zeros(2, 3)).tolist() == [True, False]
+    assert stop.stopped == {0: 64}
+
+
+def test_the_time_budget_ends_generation_with_finish_reason_time(looping_model_dir: Path) -> None:
+    from docparse.engines.transformers import load_engine
+
+    engine = load_engine(ModelOptions(model=str(looping_model_dir), device="cpu", dtype="float32", max_new_tokens=500))
+    start = time.perf_counter()
+    [answer] = engine.generate([image(0)], GenerationSettings(time_limit=0.2, stop_on_repetition=False))
+    assert time.perf_counter() - start < 5
+    assert answer.generation.finish_reason == "time"
+    assert answer.generation.tokens_out < 500
+    engine.close()
