@@ -206,6 +206,7 @@ def _render_pdf_page(doc: pymupdf.Document, number: int, options: RasterOptions,
         img = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
         rotation = page.rotation
         directions = _text_directions(page)
+        has_text = bool(page.get_text("text").strip())
     except InputError:
         raise
     except Exception as exc:
@@ -215,17 +216,26 @@ def _render_pdf_page(doc: pymupdf.Document, number: int, options: RasterOptions,
         canvas = Image.new("RGB", (tw, th), "white")
         canvas.paste(img, (0, 0))
         img = canvas
-    return _prepared(PageImage(source, number, img, w_pt, h_pt, "pt", rotation), directions)
+    return _prepared(PageImage(source, number, img, w_pt, h_pt, "pt", rotation, has_text=has_text), directions)
+
+
+# Ideographs, kana and hangul: written top to bottom as well as left to right, so a CJK line
+# running downwards may be vertical writing on an upright page; such lines do not vote.
+_CJK = re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
 
 def _text_directions(page: pymupdf.Page) -> list[tuple[float, float, int]]:
-    """(dx, dy, characters) of each text line, as the line runs on the displayed page (after /Rotate)."""
+    """(dx, dy, characters) of each text line, as the line runs on the displayed page (after /Rotate).
+
+    Lines mostly of CJK characters are left out (see _CJK); a page with only those has no say.
+    """
     turn = page.rotation_matrix
     out: list[tuple[float, float, int]] = []
     for block in page.get_text("dict").get("blocks", []):
         for line in block.get("lines", []):
-            chars = sum(len(span.get("text", "").strip()) for span in line.get("spans", []))
-            if chars:
+            text = "".join(span.get("text", "") for span in line.get("spans", []))
+            chars = len("".join(text.split()))
+            if chars and len(_CJK.findall(text)) * 2 < chars:
                 dx, dy = line["dir"]
                 out.append((dx * turn.a + dy * turn.c, dx * turn.b + dy * turn.d, chars))
     return out
@@ -239,7 +249,7 @@ def _prepared(image: PageImage, directions: list[tuple[float, float, int]]) -> P
     turned back by undoing the page's /Rotate when it has one, else by the lines' straight edge
     when that is clear, else left as is with a note.
     """
-    has_text = bool(directions)
+    has_text = bool(directions) or image.has_text
     notes: list[str] = []
     if has_text:
         turn = text_turn(directions) or 0

@@ -231,6 +231,8 @@ def recover_page(
     for rung in ladder:
         if retries <= 0 or _out_of_time(budget):
             break
+        if rung.bands > 1 and len(band_rows(image.height, rung.bands)) < 2:
+            continue  # too short to split: bands would read the same page again
         retries -= 1
         attempts += 1
         tried.append(rung.name)

@@ -104,3 +104,24 @@ def test_the_sideways_scan_through_the_pipeline_records_the_turn_and_maps_boxes_
     assert block.box.x0 == pytest.approx(0, abs=1)
     assert block.box.y1 == pytest.approx(page.height, abs=1)
     assert block.box.x1 == pytest.approx(page.width / 10, abs=2)
+
+
+UPRIGHT = [
+    "ar-arabic-word-doc.pdf",
+    "chem-maleimide-structure-tiny.pdf",
+    "cjk-korean-nars-report-4pp.pdf",
+    "cjk-multilang-hello-world.pdf",
+    "col-multicolumn-lipsum-table.pdf",
+    "math-code-and-formula.pdf",
+    "math-multivar-calculus-notes.pdf",
+    "music-mtx-canons.pdf",
+    "scan-docling-ocr-test.pdf",
+    "tab-longtable-doc-continued.pdf",
+    "tab-tableformer-paper-p9.pdf",
+]
+
+
+@pytest.mark.parametrize("name", UPRIGHT)
+def test_upright_pages_are_not_turned_or_skipped(name: str) -> None:
+    page = first_page(name)
+    assert (page.turn, page.blank, page.notes) == (0, False, ())
