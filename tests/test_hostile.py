@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html as html_lib
 import json
 import re
 from pathlib import Path
@@ -109,3 +110,23 @@ def test_the_sanitiser_keeps_what_docparse_writes() -> None:
         "</section></main>"
     )
     assert sanitize_body(body) == body
+
+
+@pytest.mark.parametrize(("name", "hostile", "forbidden"), CONSTRUCTS, ids=[c[0] for c in CONSTRUCTS])
+def test_markup_written_as_text_stays_text_in_every_format(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, hostile: str, forbidden: str
+) -> None:
+    # The model writes the construct as text (entity-escaped): the reader gives it back as literal
+    # text, and no writer may turn it into live markup.
+    from tests.test_writers import assert_inert, md_to_html
+
+    raw = answer(f'<p data-bbox="0 40 100 60">{html_lib.escape(hostile)}</p>')
+    out = render(tmp_path, raw, "html", capsys)
+    root = lxml.html.fromstring(out)
+    assert_inert(root)
+    assert hostile in root.text_content()
+    md = render(tmp_path, raw, "md", capsys)
+    assert_inert(md_to_html(md))
+    assert "BEFORE TEXT" in md and "AFTER TEXT" in md
+    data = json.loads(render(tmp_path, raw, "json", capsys))
+    assert data["pages"][0]["blocks"][1]["text"] == hostile
