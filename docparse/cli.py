@@ -236,6 +236,23 @@ def convert(
     page_breaks: Annotated[
         bool, typer.Option("--page-breaks", help="Show a visible break between pages in HTML (a new page in print).")
     ] = False,
+    max_retries: Annotated[
+        int,
+        typer.Option(
+            "--max-retries",
+            help="Retries of a page whose answer loops or is cut off (penalty, sampling, then bands); 0: none.",
+            min=0,
+        ),
+    ] = 3,
+    page_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--page-timeout",
+            help="Seconds of model time one page may take, retries included; past it the page keeps what it has.",
+            min=0.001,
+            show_default="no limit",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")] = False,
     version: Annotated[
         bool,
@@ -262,6 +279,8 @@ def convert(
         batch_size=batch_size,
         merge=not no_merge,
         keep_raw=keep_raw,
+        max_retries=max_retries,
+        page_timeout=page_timeout,
     )
     write_options = WriteOptions(
         format=fmt, keep_furniture=keep_furniture, page_markers=page_markers, page_breaks=page_breaks

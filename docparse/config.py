@@ -69,6 +69,10 @@ class ConvertOptions:
     model: ModelOptions = ModelOptions()
     assemble: AssembleOptions = AssembleOptions()
     keep_raw: Path | None = None
+    # Retries of a page whose answer looped or was cut off (docparse.recover), and the seconds of
+    # model time one page may take in all (None: no limit).
+    max_retries: int = 3
+    page_timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,8 @@ def convert_options(
     batch_size: int = 1,
     merge: bool = True,
     keep_raw: Path | None = None,
+    max_retries: int = 3,
+    page_timeout: float | None = None,
 ) -> ConvertOptions:
     """The records for one conversion, from the CLI's options by name (the CLI and docparse.convert both
     build them here). `pages` is a range list such as "1-3,7,10-". Raises UsageError for bad values."""
@@ -110,6 +116,8 @@ def convert_options(
         raise UsageError(f"--min-pixels {min_pixels} is above --max-pixels {max_pixels}")
     if batch_size < 1 or max_new_tokens < 1:
         raise UsageError("--batch-size and --max-new-tokens must be at least 1")
+    if max_retries < 0 or (page_timeout is not None and page_timeout <= 0):
+        raise UsageError("--max-retries must be 0 or more and --page-timeout above 0")
     ranges = None
     if pages is not None:
         from docparse.rasterize import parse_pages  # imports PyMuPDF
@@ -130,4 +138,6 @@ def convert_options(
         ),
         assemble=AssembleOptions(merge=merge),
         keep_raw=keep_raw,
+        max_retries=max_retries,
+        page_timeout=page_timeout,
     )

@@ -16,7 +16,8 @@ Unit = Literal["pt", "px"]
 # "retried", "repetition" and "skipped-blank" are set by the engine side (repetition guard, retries, blank
 # pages); the assembly never sets a status.
 PageStatus = Literal["ok", "retried", "truncated", "repetition", "unstructured", "failed", "skipped-blank"]
-FinishReason = Literal["stop", "length", "repetition"]
+# "repetition": stopped early on a degenerate loop; "time": stopped by the per-page time budget.
+FinishReason = Literal["stop", "length", "repetition", "time"]
 # What a block is to a reader: the text itself, page furniture (running headers and footers, page
 # numbers, "continued" captions), a footnote, or a caption standing apart from its table or figure.
 Role = Literal["body", "furniture", "footnote", "caption"]
@@ -264,7 +265,10 @@ class Generation:
 class Page:
     """One page. Boxes are in `unit` on a page `width` x `height` (origin top-left).
 
-    `image_size` is the size in pixels of the image the model saw, where known.
+    `image_size` is the size in pixels of the image the model saw, where known. `attempts` counts
+    the model calls the page took (0 when it was skipped, or rendered from a saved answer);
+    `rotation` is the clockwise turn in degrees (0, 90, 180, 270) docparse gave the displayed page
+    to make its content upright before the model saw it; boxes are on the page as displayed.
     """
 
     number: int
@@ -276,6 +280,8 @@ class Page:
     status: PageStatus = "ok"
     warnings: tuple[str, ...] = ()
     generation: Generation | None = None
+    attempts: int = 0
+    rotation: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -466,6 +472,8 @@ def page_to_json(page: Page, sizes: PageSizes | None = None) -> dict[str, JSONVa
         "status": page.status,
         "warnings": list(page.warnings),
         "generation": _encode(page.generation),
+        "attempts": page.attempts,
+        "rotation": page.rotation,
         "blocks": [block_to_json(b, page, sizes) for b in page.blocks],
     }
 
@@ -611,6 +619,8 @@ def page_from_json(d: Mapping[str, Any]) -> Page:
         status=d.get("status", "ok"),
         warnings=tuple(d.get("warnings", [])),
         generation=Generation(**gen) if gen else None,
+        attempts=int(d.get("attempts", 0)),
+        rotation=int(d.get("rotation", 0)),
     )
 
 

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast, get_args
 
 from docparse import __version__
 from docparse.assemble import assemble
 from docparse.config import AssembleOptions, ConvertOptions
-from docparse.document import Document, Generation, JSONValue, Page, PageStatus, SchemaError, Unit
-from docparse.engines.base import Answer, Engine
+from docparse.document import Document, FinishReason, Generation, JSONValue, Page, PageStatus, SchemaError, Unit
+from docparse.engines.base import Answer, Engine, GenerationSettings
 from docparse.errors import EngineError, InputError, UsageError
 from docparse.files import sha256_file, write_atomic
+from docparse.pageprep import unturn
 from docparse.qwenvl import read_answer
 from docparse.rasterize import PageImage, open_input
+from docparse.recover import Budget, recover_page
+from docparse.repetition import collapse_blocks
 
 T = TypeVar("T")
 
@@ -57,17 +61,27 @@ def build_page(
     """
     mapped = image_size is not None and page_size is not None
     result = read_answer(raw, image_size=image_size, page_size=page_size if mapped else None)
+    blocks, repeated = collapse_blocks(result.blocks)
     warnings = list(result.warnings)
     status: PageStatus = "ok"
-    if not result.structured and result.blocks:
+    if not result.structured and blocks:
         status = "unstructured"
-    cut = generation is not None and generation.finish_reason == "length"
-    if result.truncated or cut:
+    reason = generation.finish_reason if generation is not None else None
+    if result.truncated or reason in ("length", "time"):
         status = "truncated"
-    if cut and generation is not None:
+    if generation is not None and reason == "length":
         warnings.append(
             f"the answer was cut at {generation.tokens_out} new tokens: raise --max-new-tokens to keep the rest"
         )
+    if generation is not None and reason == "time":
+        warnings.append(
+            f"the answer was cut by the page time budget after {generation.seconds:.1f} s: raise --page-timeout"
+        )
+    if repeated or reason == "repetition":
+        status = "repetition"
+        warnings.extend(repeated)
+        if reason == "repetition" and not repeated:
+            warnings.append("generation stopped early: the model was repeating itself")
     width: float | None = None
     height: float | None = None
     if mapped and page_size is not None:
@@ -80,7 +94,7 @@ def build_page(
         height=height,
         unit=unit if mapped else "px",
         image_size=image_size,
-        blocks=result.blocks,
+        blocks=blocks,
         status=status,
         warnings=tuple(warnings),
         generation=generation,
@@ -97,6 +111,22 @@ def _failed_page(image: PageImage, message: str) -> Page:
         blocks=(),
         status="failed",
         warnings=(message,),
+        attempts=1,
+        rotation=image.turn,
+    )
+
+
+def _blank_page(image: PageImage) -> Page:
+    return Page(
+        number=image.number,
+        width=image.width,
+        height=image.height,
+        unit=image.unit,
+        image_size=image.image.size,
+        blocks=(),
+        status="skipped-blank",
+        warnings=("the page is blank (no text layer, no ink on its raster); it was not sent to the model",),
+        attempts=0,
     )
 
 
@@ -116,6 +146,8 @@ def _metadata(path: Path, options: ConvertOptions, page_count: int, engine: Engi
         "decoding": "greedy",
         "batch_size": m.batch_size,
         "merge": options.assemble.merge,
+        "max_retries": options.max_retries,
+        "page_timeout": options.page_timeout,
     }
 
 
@@ -134,14 +166,23 @@ def convert(
         total = len(doc.page_numbers)
         engine = get_engine()
         pages: list[Page] = []
+        first_try = GenerationSettings(time_limit=options.page_timeout)
         for batch in _batched(doc.pages(), options.model.batch_size):
-            try:
-                answers = engine.generate([p.image for p in batch])
-            except EngineError as exc:
-                answers = None
-                done = [_failed_page(p, str(exc)) for p in batch]
-            if answers is not None:
-                done = [_page_from_answer(p, a, options) for p, a in zip(batch, answers, strict=True)]
+            # Blank pages never reach the model; the others of the batch go together.
+            todo = [p for p in batch if not p.blank]
+            results: dict[int, Page] = {p.number: _blank_page(p) for p in batch if p.blank}
+            if todo:
+                start = time.perf_counter()
+                try:
+                    answers = engine.generate([p.image for p in todo], first_try)
+                except EngineError as exc:
+                    results.update((p.number, _failed_page(p, str(exc))) for p in todo)
+                else:
+                    # Each page's budget counts its batch's wall time (its pages ran together), then its retries.
+                    spent = time.perf_counter() - start
+                    for p, a in zip(todo, answers, strict=True):
+                        results[p.number] = _page_from_answer(engine, p, a, options, spent)
+            done = [results[p.number] for p in batch]
             for page in done:
                 pages.append(page)
                 if progress is not None:
@@ -152,16 +193,37 @@ def convert(
     return assemble(document, options.assemble)
 
 
-def _page_from_answer(image: PageImage, answer: Answer, options: ConvertOptions) -> Page:
+def _page_from_answer(engine: Engine, image: PageImage, answer: Answer, options: ConvertOptions, spent: float) -> Page:
+    """The page read from its first answer, then through the retry ladder if that answer looped or was cut."""
     if options.keep_raw is not None:
         save_raw(options.keep_raw, image, answer, options)
-    return build_page(
-        number=image.number,
-        raw=answer.text,
-        image_size=image.image.size,
-        page_size=(image.width, image.height),
-        unit=image.unit,
-        generation=answer.generation,
+
+    def build(ans: Answer, image_size: tuple[int, int], page_size: tuple[float, float]) -> Page:
+        return build_page(
+            number=image.number,
+            raw=ans.text,
+            image_size=image_size,
+            page_size=page_size,
+            unit=image.unit,
+            generation=ans.generation,
+        )
+
+    # The model saw the turned page: read its answer on the turned page, then turn the boxes back.
+    sideways = image.turn in (90, 270)
+    page_size = (image.height, image.width) if sideways else (image.width, image.height)
+    first = build(answer, image.image.size, page_size)
+    timeout = options.page_timeout
+    budget = Budget(options.max_retries, None if timeout is None else time.perf_counter() + timeout - spent)
+    page = recover_page(
+        engine, image.image, page_size, first, build, max_new_tokens=options.model.max_new_tokens, budget=budget
+    )
+    return replace(
+        page,
+        width=image.width,
+        height=image.height,
+        blocks=unturn(page.blocks, image.turn, image.width, image.height),
+        rotation=image.turn,
+        warnings=(*image.notes, *page.warnings),
     )
 
 
@@ -235,7 +297,7 @@ def load_raw(path: Path) -> RawPage:
             tokens_in=int(side["tokens_in"]),
             tokens_out=int(side["tokens_out"]),
             seconds=float(side["seconds"]),
-            finish_reason="length" if side["finish_reason"] == "length" else "stop",
+            finish_reason=_finish_reason(side["finish_reason"]),
         )
     image_size = _pair(side.get("image_size"), int)
     page_size = _pair(side.get("page_size"), float)
@@ -252,6 +314,13 @@ def load_raw(path: Path) -> RawPage:
         source=str(source) if isinstance(source, str) else None,
         generation=generation,
     )
+
+
+def _finish_reason(value: Any) -> FinishReason:
+    for reason in get_args(FinishReason):
+        if value == reason:
+            return cast("FinishReason", reason)
+    return "stop"
 
 
 def _pair(value: Any, cast: Callable[[Any], Any]) -> tuple[Any, Any] | None:

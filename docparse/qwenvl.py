@@ -86,7 +86,10 @@ def _words(names: str) -> frozenset[str]:
 
 
 # Never content: their text is dropped when the tree is built.
-_DROPPED = _words("head title meta style script noscript template link base object embed")
+_DROPPED = _words("head title meta style script noscript template link base object")
+# Void in HTML5 but a container to libxml2, which would nest the rest of the page inside it: the
+# tag is removed and what libxml2 put inside it is kept.
+_UNWRAPPED = _words("embed")
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _STYLES: dict[str, Style] = {
     "b": "bold",
@@ -310,8 +313,8 @@ class _TreeTarget:
             self._mute += 1
             self._stack.append(("mute", name))
             return
-        if self._depth >= _MAX_TREE_DEPTH or not name:
-            self.flattened = self.flattened or bool(name)
+        if self._depth >= _MAX_TREE_DEPTH or not name or name in _UNWRAPPED:
+            self.flattened = self.flattened or (bool(name) and name not in _UNWRAPPED)
             self._stack.append(("flat", name))
             return
         attrs = {k.lower(): _clean(str(v)) for k, v in attrib.items() if k.lower() in _KEPT_ATTRS}
@@ -409,6 +412,7 @@ def _parse(html: str) -> _Parsed:
         if root is None:
             return _Parsed(None, False, False)
         etree.strip_elements(root, *_DROPPED, with_tail=False)
+        etree.strip_tags(root, *_UNWRAPPED)
         if "&#" in html:  # a character reference may name a character lxml cannot hold in a tree
             _clean_tree(root)
         has_bbox = bool(root.xpath("boolean(//@data-bbox | //@data-polygon)"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from docparse.config import RasterOptions
 from docparse.document import Unit
 from docparse.errors import InputError, PasswordError, UsageError
+from docparse.pageprep import is_blank, raster_orientation, text_turn, turn_image
 from docparse.prompt import NOMINAL_DPI, smart_resize
 
 Kind = Literal["pdf", "image"]
@@ -39,6 +41,12 @@ class PageImage:
     height: float
     unit: Unit
     rotation: int = 0
+    # The clockwise turn (0, 90, 180, 270) docparse gave the displayed page to make its content
+    # upright: `image` is the turned page, `width` x `height` stay the page as displayed.
+    turn: int = 0
+    has_text: bool = False
+    blank: bool = False
+    notes: tuple[str, ...] = ()
 
 
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:(-)\s*(\d+)?)?\s*$")
@@ -197,6 +205,8 @@ def _render_pdf_page(doc: pymupdf.Document, number: int, options: RasterOptions,
         pix = page.get_pixmap(matrix=pymupdf.Matrix(tw / w_pt, th / h_pt), alpha=False, colorspace=pymupdf.csRGB)
         img = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
         rotation = page.rotation
+        directions = _text_directions(page)
+        has_text = bool(page.get_text("text").strip())
     except InputError:
         raise
     except Exception as exc:
@@ -206,7 +216,60 @@ def _render_pdf_page(doc: pymupdf.Document, number: int, options: RasterOptions,
         canvas = Image.new("RGB", (tw, th), "white")
         canvas.paste(img, (0, 0))
         img = canvas
-    return PageImage(source, number, img, w_pt, h_pt, "pt", rotation)
+    return _prepared(PageImage(source, number, img, w_pt, h_pt, "pt", rotation, has_text=has_text), directions)
+
+
+# Ideographs, kana and hangul: written top to bottom as well as left to right, so a CJK line
+# running downwards may be vertical writing on an upright page; such lines do not vote.
+_CJK = re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
+def _text_directions(page: pymupdf.Page) -> list[tuple[float, float, int]]:
+    """(dx, dy, characters) of each text line, as the line runs on the displayed page (after /Rotate).
+
+    Lines mostly of CJK characters are left out (see _CJK); a page with only those has no say.
+    """
+    turn = page.rotation_matrix
+    out: list[tuple[float, float, int]] = []
+    for block in page.get_text("dict").get("blocks", []):
+        for line in block.get("lines", []):
+            text = "".join(span.get("text", "") for span in line.get("spans", []))
+            chars = len("".join(text.split()))
+            if chars and len(_CJK.findall(text)) * 2 < chars:
+                dx, dy = line["dir"]
+                out.append((dx * turn.a + dy * turn.c, dx * turn.b + dy * turn.d, chars))
+    return out
+
+
+def _prepared(image: PageImage, directions: list[tuple[float, float, int]]) -> PageImage:
+    """The page with blankness and orientation decided, and its image turned upright when needed.
+
+    With a text layer, the direction most of its characters run in says how to turn the page
+    (0, 90, 180 or 270). Without one: a raster with next to no ink is blank; a sideways raster is
+    turned back by undoing the page's /Rotate when it has one, else by the lines' straight edge
+    when that is clear, else left as is with a note.
+    """
+    has_text = bool(directions) or image.has_text
+    notes: list[str] = []
+    if has_text:
+        turn = text_turn(directions) or 0
+    elif is_blank(image.image, has_text=False):
+        return dataclasses.replace(image, blank=True)
+    else:
+        found = raster_orientation(image.image)
+        turn = 0
+        if found.sideways:
+            if image.rotation in (90, 270):
+                turn = 360 - image.rotation
+            elif found.turn is not None:
+                turn = found.turn
+            else:
+                notes.append("the page looks sideways but which way up could not be told; it was left as displayed")
+    if turn:
+        notes.append(f"the page content was turned {turn} degrees clockwise to be upright before the model saw it")
+    return dataclasses.replace(
+        image, image=turn_image(image.image, turn), turn=turn, has_text=has_text, notes=tuple(notes)
+    )
 
 
 def _render_image_frame(img: Image.Image, number: int, options: RasterOptions, source: str) -> PageImage:
@@ -221,7 +284,7 @@ def _render_image_frame(img: Image.Image, number: int, options: RasterOptions, s
     if (tw, th) != (w, h):
         # The same filter the Qwen2-VL image processor uses, so the model sees what it would have.
         rgb = rgb.resize((tw, th), Image.Resampling.BICUBIC)
-    return PageImage(source, number, rgb, float(w), float(h), "px", 0)
+    return _prepared(PageImage(source, number, rgb, float(w), float(h), "px", 0), [])
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -59,6 +59,8 @@ def test_help_lists_options_and_exit_codes(capsys: pytest.CaptureFixture[str]) -
         "--max-new-tokens",
         "--prompt",
         "--keep-raw",
+        "--max-retries",
+        "--page-timeout",
         "--to",
     ]:
         assert option in out

@@ -17,7 +17,7 @@ from pathlib import Path
 import jsonschema
 import lxml.html
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from docparse.prompt import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 from tests.paths import REPO, shared_file
@@ -46,6 +46,9 @@ def docparse(args: list[str], model: Path | None, cwd: Path) -> subprocess.Compl
             "float32",
             "--max-new-tokens",
             str(MAX_NEW),
+            # The tiny model's answers always run to the token limit; retries are tested in test_recover.
+            "--max-retries",
+            "0",
         ]
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
@@ -128,6 +131,10 @@ def test_sample_to_markdown_on_stdout_and_html_file(tiny_model_dir: Path, tmp_pa
 def test_multipage_tiff_and_jpeg_are_pages(tiny_model_dir: Path, tmp_path: Path) -> None:
     tiff = tmp_path / "scan.tiff"
     frames = [Image.new("RGB", (500, 700), "white"), Image.new("RGB", (700, 500), "white")]
+    for frame in frames:  # lines of "text", so the pages are not blank
+        draw = ImageDraw.Draw(frame)
+        for y in range(60, 400, 40):
+            draw.rectangle((50, y, 420, y + 14), fill="black")
     frames[0].save(tiff, save_all=True, append_images=frames[1:])
     proc = docparse([str(tiff), "--to", "json"], tiny_model_dir, tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -11,7 +11,7 @@ from PIL import Image
 
 from docparse.config import ConvertOptions, ModelOptions, RasterOptions
 from docparse.document import Generation, Heading, Paragraph
-from docparse.engines.base import Answer, Engine
+from docparse.engines.base import GREEDY, Answer, Engine, GenerationSettings
 from docparse.errors import EngineError, InputError, PasswordError, UsageError
 from docparse.pipeline import convert, raw_path, render
 from docparse.rasterize import parse_pages
@@ -34,7 +34,7 @@ class ScriptedEngine:
     def model_id(self) -> str:
         return "scripted"
 
-    def generate(self, images: Sequence[Image.Image]) -> list[Answer]:
+    def generate(self, images: Sequence[Image.Image], settings: GenerationSettings = GREEDY) -> list[Answer]:
         self.calls.append([im.size for im in images])
         out = []
         for image in images:
@@ -98,16 +98,29 @@ def test_boxes_come_back_in_pdf_points_where_the_text_is() -> None:
 
 
 def test_boxes_on_a_rotated_page_are_on_the_page_as_displayed() -> None:
+    # The page displays sideways (/Rotate 90 over landscape content): docparse turns it 270 degrees
+    # clockwise so the model reads upright text, and maps the model's boxes back to the displayed page.
     path = shared_file("fixtures", "pdfs", "tab-rot-nics-checks-rotate90.pdf")
     pdf_page = pymupdf.open(path)[0]
     first_word = pdf_page.get_text("words")[0]
-    box = pymupdf.Rect(first_word[:4]) * pdf_page.rotation_matrix
-    engine = ScriptedEngine(_answer_with_box(box, 612, 1008, first_word[4]))
-    doc = convert(path, ConvertOptions(), _engine(engine))
-    block = doc.pages[0].blocks[0]
+    box = pymupdf.Rect(first_word[:4]) * pdf_page.rotation_matrix  # on the displayed 612 x 1008 page
+    # The same word on the turned (upright, 1008 x 612) page the model sees.
+    turned = pymupdf.Rect(box.y0, 612 - box.x1, box.y1, 612 - box.x0)
+    seen: list[tuple[int, int]] = []
+
+    def answer(image: Image.Image, n: int) -> str:
+        seen.append(image.size)
+        return _answer_with_box(turned, 1008, 612, first_word[4])(image, n)
+
+    doc = convert(path, ConvertOptions(), _engine(ScriptedEngine(answer)))
+    page = doc.pages[0]
+    assert page.rotation == 270
+    assert seen[0][0] > seen[0][1]  # the model saw a landscape, upright image
+    block = page.blocks[0]
     assert block.box is not None
-    assert block.box.x0 == pytest.approx(box.x0, abs=1) and block.box.y1 == pytest.approx(box.y1, abs=1)
-    assert 0 <= block.box.x1 <= 612 and 0 <= block.box.y1 <= 1008
+    for got, want in zip(block.box.as_list(), [box.x0, box.y0, box.x1, box.y1], strict=True):
+        assert got == pytest.approx(want, abs=1)
+    assert (page.width, page.height) == (612, 1008)
 
 
 def test_page_selection_and_batches() -> None:
@@ -134,9 +147,10 @@ def test_a_failed_batch_fails_its_pages_and_the_rest_convert() -> None:
 def test_cut_answer_is_kept_and_flagged_truncated() -> None:
     text = '<html><body><p data-bbox="1 1 100 20">Complete.</p><p data-bbox="1 30 100 50">Cut in the mid'
     engine = ScriptedEngine(lambda _im, _n: text, finish="length")
-    doc = convert(SAMPLE, ConvertOptions(), _engine(engine))
+    doc = convert(SAMPLE, ConvertOptions(max_retries=0), _engine(engine))
     page = doc.pages[0]
     assert page.status == "truncated"
+    assert page.attempts == 1
     assert any("--max-new-tokens" in w for w in page.warnings)
     texts = [b.content for b in page.blocks if isinstance(b, Paragraph)]
     assert len(texts) == 2

@@ -53,15 +53,17 @@ def test_pixel_bounds_change_the_size() -> None:
     assert page.image.size[0] * page.image.size[1] <= 256 * 28 * 28
 
 
-def test_rotated_page_is_rendered_upright_as_displayed() -> None:
+def test_rotated_page_is_measured_as_displayed_and_its_sideways_text_turned_upright() -> None:
     path = shared_file("fixtures", "pdfs", "tab-rot-nics-checks-rotate90.pdf")
     with open_input(path, RasterOptions()) as doc:
         (page,) = list(doc.pages())
-    # MediaBox is 1008x612 with /Rotate 90: a reader sees a 612x1008 portrait page.
+    # MediaBox is 1008x612 with /Rotate 90: a reader sees a 612x1008 portrait page...
     assert (page.width, page.height) == (612.0, 1008.0)
     assert page.rotation == 90
+    # ... whose table runs sideways (its text layer says so): the model gets it turned upright.
+    assert page.turn == 270
     w, h = page.image.size
-    assert h > w
+    assert w > h
 
 
 def test_tiny_page_is_enlarged_by_rendering_to_the_lower_bound() -> None:

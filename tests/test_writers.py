@@ -978,6 +978,8 @@ def documents(draw: st.DrawFn, figures: bool = True) -> Document:
                 status=draw(st.sampled_from(get_args(PageStatus))),
                 warnings=tuple(draw(st.lists(any_text, max_size=2))),
                 generation=draw(generations),
+                attempts=draw(st.integers(0, 9)),
+                rotation=draw(st.sampled_from([0, 90, 180, 270])),
             )
         )
     metadata = draw(st.dictionaries(any_text, st.none() | st.integers() | any_text, max_size=2))

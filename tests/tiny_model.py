@@ -58,7 +58,7 @@ def _tokenizer() -> Tokenizer:
     return tok
 
 
-def build_tiny_model(path: Path) -> Path:
+def build_tiny_model(path: Path, init_std: float = INIT_STD) -> Path:
     """Write a Qwen2.5-VL checkpoint folder with random weights (seed 0, float32) at `path`; return `path`.
 
     The folder has what a released checkpoint has: config.json (model_type qwen2_5_vl, text_config and
@@ -66,6 +66,7 @@ def build_tiny_model(path: Path) -> Path:
     tokenizer.json + tokenizer_config.json (a fast tokenizer carrying Qwen's special tokens), and
     preprocessor_config.json for the Qwen2-VL image processor (loads with or without torchvision).
     Token ids are the tiny tokenizer's, not Qwen's 151xxx. Same bytes of weights on every call.
+    At Qwen's own `init_std` of 0.02 the model loops greedily on one token (the looping fixture).
     """
     path.mkdir(parents=True, exist_ok=True)
     backend = _tokenizer()
@@ -95,7 +96,7 @@ def build_tiny_model(path: Path) -> Path:
             "hidden_act": "silu",
             "max_position_embeddings": 32768,
             "rms_norm_eps": 1e-6,
-            "initializer_range": INIT_STD,
+            "initializer_range": init_std,
             "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},  # sums to head_dim 16 / 2
             "rope_theta": 1000000.0,
             "bos_token_id": ids["<|endoftext|>"],
@@ -116,7 +117,7 @@ def build_tiny_model(path: Path) -> Path:
             "out_hidden_size": 64,
             "fullatt_block_indexes": [1],  # block 0 windowed, block 1 full, like the real 7/15/23/31
             "tokens_per_second": 2,
-            "initializer_range": INIT_STD,
+            "initializer_range": init_std,
         },
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],

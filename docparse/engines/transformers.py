@@ -17,7 +17,7 @@ from PIL import Image
 
 from docparse.config import Attn, Device, DType, ModelOptions
 from docparse.document import FinishReason, Generation
-from docparse.engines.base import Answer, Engine
+from docparse.engines.base import GREEDY, Answer, Engine, GenerationSettings
 from docparse.errors import EngineError, ModelUnavailableError, UsageError
 from docparse.prompt import chat_text
 
@@ -443,8 +443,25 @@ class TransformersEngine:
             "mm_token_type_ids": (input_ids == self.image_token_id).to(torch.int64),
         }
 
-    def _generate_chunk(self, images: Sequence[Image.Image]) -> list[PageTokens]:
+    def config_for(self, settings: GenerationSettings) -> GenerationConfig:
+        """The engine's greedy config with this call's settings applied (a copy; the engine's is kept)."""
+        if settings == GREEDY:
+            return self.generation_config
+        config = copy.deepcopy(self.generation_config)
+        if settings.max_new_tokens is not None:
+            config.max_new_tokens = settings.max_new_tokens
+        if settings.repetition_penalty is not None:
+            config.repetition_penalty = settings.repetition_penalty
+        if settings.temperature is not None:
+            config.do_sample = True
+            config.temperature = settings.temperature
+        return config
+
+    def _generate_chunk(self, images: Sequence[Image.Image], settings: GenerationSettings) -> list[PageTokens]:
         import torch
+        from transformers import StoppingCriteriaList
+
+        from docparse.engines.stopping import RepetitionStop, TimeBudget
 
         if self.model is None:
             raise EngineError("the engine was closed")
@@ -456,9 +473,16 @@ class TransformersEngine:
         on_device = {
             k: (v.to(self.device, dtype) if k == "pixel_values" else v.to(self.device)) for k, v in inputs.items()
         }
+        loops = RepetitionStop(prompt_len)
+        budget = TimeBudget(settings.time_limit, start) if settings.time_limit is not None else None
+        criteria = StoppingCriteriaList([c for c in (loops if settings.stop_on_repetition else None, budget) if c])
+        if settings.temperature is not None:
+            torch.manual_seed(settings.seed)
         try:
             with torch.inference_mode():
-                output = self.model.generate(**on_device, generation_config=self.generation_config)
+                output = self.model.generate(
+                    **on_device, generation_config=self.config_for(settings), stopping_criteria=criteria
+                )
         except (RuntimeError, MemoryError) as exc:
             self._free_memory()
             hint = ""
@@ -469,29 +493,42 @@ class TransformersEngine:
         seconds = (time.perf_counter() - start) / len(images)
         eos = set(self.eos_token_ids)
         pages: list[PageTokens] = []
-        for row, n_in in zip(new_tokens, tokens_in, strict=True):
+        for index, (row, n_in) in enumerate(zip(new_tokens, tokens_in, strict=True)):
+            # A row stopped for looping is padded afterwards (with a pad id that may count as an
+            # end of sequence): cut it where it was stopped before looking for its end.
+            looped_at = loops.stopped.get(index)
+            if looped_at is not None:
+                row = row[:looped_at]
             stop = next((i for i, token in enumerate(row) if token in eos), None)
-            if stop is None:
-                pages.append(PageTokens(tuple(row), n_in, "length", seconds))
+            reason: FinishReason
+            if stop is not None:
+                row, reason = row[: stop + 1], "stop"
+            elif looped_at is not None:
+                reason = "repetition"
+            elif budget is not None and budget.fired:
+                reason = "time"
             else:
-                pages.append(PageTokens(tuple(row[: stop + 1]), n_in, "stop", seconds))
+                reason = "length"
+            pages.append(PageTokens(tuple(row), n_in, reason, seconds))
         return pages
 
-    def generate_tokens(self, images: Sequence[Image.Image]) -> list[PageTokens]:
-        """Greedy generation for each page, in chunks of `batch_size` pages; results in page order.
+    def generate_tokens(self, images: Sequence[Image.Image], settings: GenerationSettings = GREEDY) -> list[PageTokens]:
+        """Generation for each page, in chunks of `batch_size` pages; results in page order.
 
+        Greedy unless `settings` say otherwise. A page caught looping stops alone (finish reason
+        "repetition"); `settings.time_limit` bounds each chunk (finish reason "time").
         Raises EngineError (one line) when generation fails, e.g. out of memory.
         """
         size = max(1, self.options.batch_size)
         pages: list[PageTokens] = []
         for first in range(0, len(images), size):
-            pages.extend(self._generate_chunk(images[first : first + size]))
+            pages.extend(self._generate_chunk(images[first : first + size], settings))
         return pages
 
-    def generate(self, images: Sequence[Image.Image]) -> list[Answer]:
+    def generate(self, images: Sequence[Image.Image], settings: GenerationSettings = GREEDY) -> list[Answer]:
         """The model's answer for each page, in page order, special tokens removed from the text."""
         answers: list[Answer] = []
-        for page in self.generate_tokens(images):
+        for page in self.generate_tokens(images, settings):
             text = self.tokenizer.decode(
                 list(page.token_ids), skip_special_tokens=True, clean_up_tokenization_spaces=False
             )

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import PurePath
 from typing import assert_never
 
+import nh3
+
 from docparse.config import WriteOptions
 from docparse.document import (
     Block,
@@ -50,12 +52,12 @@ _HREF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f]")
 
 _STATUS_NOTES: dict[PageStatus, str] = {
     "ok": "",
-    "retried": "",
+    "retried": "the model's first answer looped or was cut off; this page is from a retry.",
     "truncated": "the model's answer was cut off at its token limit; the end of this page may be missing.",
-    "repetition": "the model's answer kept repeating itself and was cut there; the rest of the page may be missing.",
+    "repetition": "the model's answer looped; the repeated run was cut to one copy and some content may be missing.",
+    "skipped-blank": "this page is blank; it was not sent to the model.",
     "unstructured": "the model's answer could not be read as structured HTML; its text is shown as found.",
     "failed": "this page could not be converted.",
-    "skipped-blank": "this page is blank.",
 }
 
 _CSS = """\
@@ -76,6 +78,51 @@ pre{background:#f6f8fa;padding:.75rem;overflow-x:auto;white-space:pre-wrap}
 .footnote{font-size:.85rem}
 hr.page-break{border:0;border-top:2px dashed #8c959f;margin:2rem 0}
 @media print{hr.page-break{break-after:page;border:0}}"""
+
+# The allow-list of the final sanitiser pass: exactly the tags and attributes this writer emits.
+# Anything else (script, iframe, object, embed, form, meta, base, style, img, on* handlers, style
+# attributes, URLs other than http/https/mailto) is dropped by nh3 (ammonia) even if a later edit
+# of this module let model text through unescaped.
+_ALLOWED_TAGS = frozenset(
+    {
+        "main", "section", "div", "span", "p", "strong", "em", "u", "s", "sub", "sup", "code", "pre", "br", "a",
+        "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li",
+        "table", "caption", "thead", "tbody", "tr", "th", "td", "figure", "figcaption", "hr",
+    }
+)  # fmt: skip
+_ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
+    "*": {"class", "id", "role"},
+    "a": {"href"},
+    "th": {"colspan", "rowspan"},
+    "td": {"colspan", "rowspan"},
+}
+_URL_SCHEMES = frozenset({"http", "https", "mailto"})
+# Elements whose content is dropped with them, not kept as text.
+_DROP_WITH_CONTENT = frozenset({"script", "style", "iframe", "object", "embed", "noscript", "template", "svg", "math"})
+
+
+# A <pre> start tag as the sanitiser serialises it (attribute values double-quoted).
+_PRE_START_NEWLINE = re.compile(r'(<pre(?:\s+[\w:-]+(?:="[^"]*")?)*>)\n')
+
+
+def sanitize_body(body: str) -> str:
+    """The body markup passed through the nh3 allow-list (tags, attributes, data-* and URL schemes).
+
+    Parsing drops the newline right after <pre> and the serialiser does not put it back, so a
+    <pre> whose text starts with a newline gets its doubled newline again (see `_pre`).
+    """
+    clean = nh3.clean(
+        body,
+        tags=set(_ALLOWED_TAGS),
+        clean_content_tags=set(_DROP_WITH_CONTENT),
+        attributes=_ALLOWED_ATTRIBUTES,
+        generic_attribute_prefixes={"data-"},
+        url_schemes=set(_URL_SCHEMES),
+        link_rel=None,
+        strip_comments=True,
+    )
+    return _PRE_START_NEWLINE.sub("\\1\n\n", clean)
+
 
 # No script, no external resource, whatever a later edit lets through.
 _CSP = "default-src 'none'; style-src 'unsafe-inline'"
@@ -357,9 +404,7 @@ def write_html(doc: Document, options: WriteOptions) -> str:
         f"<style>\n{_CSS}\n</style>",
         "</head>",
         "<body>",
-        f"<main{main_attrs}>",
-        *_pages_html(doc, options),
-        "</main>",
+        sanitize_body("\n".join([f"<main{main_attrs}>", *_pages_html(doc, options), "</main>"])),
         "</body>",
         "</html>",
     ]
