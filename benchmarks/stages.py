@@ -25,7 +25,7 @@ import torch
 
 from docparse.config import ModelOptions, RasterOptions, WriteOptions
 from docparse.document import Document
-from docparse.engines.transformers import TransformersEngine, load_engine
+from docparse.engines.transformers import TransformersEngine, load_engine, resolve_dtype
 from docparse.pipeline import build_page
 from docparse.rasterize import open_input
 from docparse.writers import write
@@ -65,10 +65,10 @@ def main() -> None:
     parser.add_argument("--arch", choices=["tiny", "3b"], default="tiny")
     parser.add_argument("--pdf", type=Path, default=ROOT / "samples" / "report.pdf")
     parser.add_argument("--new-tokens", type=int, default=16)
-    parser.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16")
+    parser.add_argument("--dtype", choices=["auto", "bfloat16", "float32"], default="auto")
     parser.add_argument("--max-pixels", type=int, default=RasterOptions().max_pixels)
     args = parser.parse_args()
-    torch_dtype = getattr(torch, args.dtype)
+    torch_dtype = resolve_dtype(args.dtype, "cpu")  # auto: float32 unless the CPU has native bfloat16
 
     from tests.tiny_model import build_tiny_model
 
@@ -87,7 +87,7 @@ def main() -> None:
 
     w, h = image.size
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
-    print(f"model: {args.arch} ({args.dtype}), page {w}x{h} px")
+    print(f"model: {args.arch} ({torch_dtype}), page {w}x{h} px")
     print("| stage | seconds |")
     print("|---|---|")
 
