@@ -61,12 +61,15 @@ def build_page(
     """
     mapped = image_size is not None and page_size is not None
     result = read_answer(raw, image_size=image_size, page_size=page_size if mapped else None)
-    blocks, repeated = collapse_blocks(result.blocks)
+    reason = generation.finish_reason if generation is not None else None
+    # A loop runs until something stops it: only an answer that did not end by itself is cut.
+    # A complete answer keeps its repeats (a table's identical rows, a TOC's dot leaders are real).
+    ended_badly = result.truncated or reason in ("length", "time", "repetition")
+    blocks, repeated = collapse_blocks(result.blocks) if ended_badly else (result.blocks, [])
     warnings = list(result.warnings)
     status: PageStatus = "ok"
     if not result.structured and blocks:
         status = "unstructured"
-    reason = generation.finish_reason if generation is not None else None
     if result.truncated or reason in ("length", "time"):
         status = "truncated"
     if generation is not None and reason == "length":

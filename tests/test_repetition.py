@@ -31,13 +31,18 @@ def html(body: str) -> str:
     return f"```html\n<html><body>\n{body}\n</body></html>\n```"
 
 
+def cut(body: str) -> str:
+    """An answer that never ended, as a loop's does: stopped at the token limit, no closing tags."""
+    return f"```html\n<html><body>\n{body}"
+
+
 def texts(page: dict) -> list[str]:  # type: ignore[type-arg]
     return [b["text"] for b in page["blocks"]]
 
 
 def test_repeated_blocks_are_cut_to_one_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     loop = '<p data-bbox="10 100 900 120">Table 3: results on the benchmark.</p>\n' * 40
-    page = render_json(tmp_path, html(f'<h1 data-bbox="10 10 900 50">Title</h1>\n{loop}'), capsys)
+    page = render_json(tmp_path, cut(f'<h1 data-bbox="10 10 900 50">Title</h1>\n{loop}'), capsys)
     assert texts(page) == ["Title", "Table 3: results on the benchmark."]
     assert page["status"] == "repetition"
     assert any("39 repeated block(s)" in w for w in page["warnings"])
@@ -45,14 +50,14 @@ def test_repeated_blocks_are_cut_to_one_copy(tmp_path: Path, capsys: pytest.Capt
 
 def test_a_cycle_of_blocks_is_cut_to_one_cycle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cycle = '<p data-bbox="1 1 2 2">Alpha line.</p><p data-bbox="1 3 2 4">Beta line.</p>' * 10
-    page = render_json(tmp_path, html(cycle + '<p data-bbox="1 5 2 6">Closing.</p>'), capsys)
+    page = render_json(tmp_path, cut(cycle + '<p data-bbox="1 5 2 6">Closing.</p>'), capsys)
     assert texts(page) == ["Alpha line.", "Beta line.", "Closing."]
     assert page["status"] == "repetition"
 
 
 def test_a_line_looping_inside_a_paragraph_is_cut(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     body = '<p data-bbox="1 1 2 2">We train on data. ' + "The model is trained on data. " * 50 + "</p>"
-    page = render_json(tmp_path, html(body), capsys)
+    page = render_json(tmp_path, cut(body), capsys)
     assert texts(page) == ["We train on data. The model is trained on data."]
     assert page["status"] == "repetition"
     assert any("inside blocks" in w for w in page["warnings"])
@@ -62,7 +67,7 @@ def test_a_table_whose_rows_repeat_keeps_one(tmp_path: Path, capsys: pytest.Capt
     rows = "<tr><td>Qwen2.5-VL</td><td>90.1</td></tr>" * 30
     head = "<tr><th>Model</th><th>Score</th></tr><tr><td>A</td><td>1</td></tr>"
     body = f'<table data-bbox="1 1 500 500">{head}{rows}</table>'
-    page = render_json(tmp_path, html(body), capsys)
+    page = render_json(tmp_path, cut(body), capsys)
     table = page["blocks"][0]
     assert [[c["content"][0]["text"] for c in row] for row in table["rows"]] == [
         ["Model", "Score"],
@@ -70,6 +75,15 @@ def test_a_table_whose_rows_repeat_keeps_one(tmp_path: Path, capsys: pytest.Capt
         ["Qwen2.5-VL", "90.1"],
     ]
     assert page["status"] == "repetition"
+
+
+def test_a_complete_answer_keeps_its_real_repeats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # longtable's demo really has rows of "Lots of lines | like this."; an answer that ended by
+    # itself is not a loop, and its rows stay as the page has them.
+    rows = "<tr><td>Lots of lines</td><td>like this.</td></tr>" * 12
+    page = render_json(tmp_path, html(f'<table data-bbox="1 1 500 500">{rows}</table>'), capsys)
+    assert len(page["blocks"][0]["rows"]) == 12
+    assert page["status"] == "ok"
 
 
 def test_a_truncated_loop_is_flagged_repetition_not_a_wall(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
