@@ -11,11 +11,13 @@ from transformers import StoppingCriteria
 
 # A sequence is looping when its last tokens are one unit of at most MAX_PERIOD tokens repeated
 # at least max(MIN_COPIES, MIN_TOKENS / period) times in a row: a line or table row written over
-# and over, or one token stuck. Real pages repeat short units (a row of dashes) a few times; these
-# bounds leave them alone and catch a loop within a few hundred tokens.
+# and over, or one token stuck. Real pages repeat units too: a form's empty rows (about 10 tokens
+# each), longtable's demo with a dozen rows of "Lots of lines | like this." (about 15 tokens). So
+# a unit must come back 8 times and over 160 tokens: 16 empty rows, 11 such rows. A loop still
+# stops within a few hundred tokens of an 8192-token budget.
 MAX_PERIOD = 128
-MIN_COPIES = 5
-MIN_TOKENS = 64
+MIN_COPIES = 8
+MIN_TOKENS = 160
 # The tail looked at, in tokens (enough for MIN_COPIES copies of the longest unit).
 WINDOW = MAX_PERIOD * MIN_COPIES
 
