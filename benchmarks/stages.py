@@ -13,6 +13,7 @@ recorded answer (tests/data/qwenvl/01), since a random model's answer is noise.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import tempfile
@@ -105,18 +106,26 @@ def main() -> None:
         vision_s, _ = timed(lambda: engine.model.model.visual(pixel_values, grid_thw=grid), repeat=repeat)
     row("vision encoder", vision_s)
 
-    def run(tokens: int) -> float:
-        engine.generation_config.max_new_tokens = tokens
-        engine.generation_config.min_new_tokens = tokens
-        return timed(lambda: engine.generate([image]), repeat=repeat)[0]
+    # Every forward call of the language model is timed: the first of a generate call is the
+    # prefill (the image features are computed before it), the others are decode steps.
+    steps: list[float] = []
+    forward = engine.model.forward
 
-    first_s = run(1)  # vision + prefill + one token
-    row("vision + prefill + first token", first_s)
-    total_s = run(args.new_tokens)
-    row(
-        f"decode, per token (forced {args.new_tokens}, from the difference of two runs)",
-        (total_s - first_s) / max(1, args.new_tokens - 1),
-    )
+    @functools.wraps(forward)  # generate() checks its kwargs against forward's signature
+    def timed_forward(*a: Any, **k: Any) -> Any:
+        started = time.perf_counter()
+        out = forward(*a, **k)
+        steps.append(time.perf_counter() - started)
+        return out
+
+    engine.model.forward = timed_forward
+    engine.generation_config.max_new_tokens = args.new_tokens
+    engine.generation_config.min_new_tokens = args.new_tokens  # forced length, so runs compare
+    total_s = timed(lambda: engine.generate([image]))[0]
+    prefill_s, decode = steps[0], sorted(steps[1:])
+    row(f"whole generate call ({args.new_tokens} tokens forced)", total_s)
+    row("prefill (language model over the prompt)", prefill_s)
+    row(f"decode, per token (median of {len(decode)} steps)", decode[len(decode) // 2] if decode else float("nan"))
 
     raw = ANSWER.read_text(encoding="utf-8")
     read_s, page = timed(
