@@ -1,4 +1,4 @@
-"""Before the model: blank pages recognised, sideways content detected and turned upright, boxes turned back."""
+"""Before the model: blank pages recognised, sideways or upside-down content turned upright, boxes turned back."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def raster_orientation(image: Image.Image) -> RasterOrientation:
     rows between them when upright, empty columns when sideways. The direction comes from the
     lines' ends: left-aligned text has one straight edge, where reading starts; it is trusted only
     when that edge is far straighter than the other (multi-column, centred or right-to-left text
-    gives no clear answer, and then `turn` is None). Upside-down (180) pages are not detected.
+    gives no clear answer, and then `turn` is None). Upside-down pages: see `upside_down`.
     """
     ink = ink_mask(image)
     if ink.mean() < _MIN_INK:
@@ -102,6 +102,84 @@ def raster_orientation(image: Image.Image) -> RasterOrientation:
     if spread_top < _EDGE_RATIO * spread_bottom:
         return RasterOrientation(True, 270)
     return RasterOrientation(True, None)
+
+
+# Upside down: x-heights need a finer raster than line finding, so pages are examined at this size.
+_FLIP_EXAMINE = 1200
+# A line's x-height band (core): rows with at least this share of its busiest row's ink.
+_CORE = 0.5
+# A line votes only with at least this much ink beyond its core (relative to the core's) on the heavy side,
+# at least twice that of the light side, and a core under this share of the line's height (not CJK-like).
+_FLIP_MIN_EXTRA = 0.04
+_FLIP_MAX_CORE = 0.7
+# The sharper edge may be the wrong one by this much (of the busiest row) before a line abstains.
+_FLIP_EDGE_SLACK = 0.1
+# Upside down only with this many voting lines, this share of their ink voting so, and voting lines
+# holding this share of all the page's line ink (a page of mostly non-Latin lines has no say).
+_FLIP_MIN_LINES = 3
+_FLIP_SHARE = 0.8
+_FLIP_COVER = 0.25
+
+
+def _without_rules(ink: np.ndarray) -> np.ndarray:
+    """`ink` less its long vertical strokes (table rules, frames), which would join lines into one band."""
+    n = ink.shape[0]
+    length = max(8, n // 25)
+    if n <= length:
+        return ink
+    zero = np.zeros((1, ink.shape[1]), np.int32)
+    total = np.concatenate((zero, np.cumsum(ink, axis=0, dtype=np.int32)))
+    full = (total[length:] - total[:-length]) == length  # windows of `length` rows all inked, by first row
+    starts = np.concatenate((zero, np.cumsum(full, axis=0, dtype=np.int32)))
+    rows = np.arange(n)
+    lo = np.clip(rows - length + 1, 0, full.shape[0])
+    hi = np.clip(rows + 1, 0, full.shape[0])
+    return ink & ~((starts[hi] - starts[lo]) > 0)
+
+
+def upside_down(image: Image.Image) -> bool:
+    """True when a page without a text layer, its lines running horizontally, is clearly upside down.
+
+    For Latin script: within a text line, ascenders (b d f h k l t, capitals, digits) are far more
+    common than descenders (g j p q y), so more ink lies above the x-height band than below it, and
+    the baseline (many glyph bottoms) is a sharper edge than the x-height line. Each line of the
+    binarised page whose row profile has that shape votes upright or upside down when both cues
+    agree; the page is upside down only when enough lines vote, nearly all of their ink says so, and
+    they are a fair share of the page's lines. CJK, Arabic, tables of figures and short pages abstain.
+    """
+    grey = image.convert("L")
+    grey.thumbnail((_FLIP_EXAMINE, _FLIP_EXAMINE))
+    pixels = np.asarray(grey, dtype=np.int16)
+    background = int(np.searchsorted(np.cumsum(np.bincount(pixels.ravel(), minlength=256)), pixels.size / 2))
+    ink = _without_rules(np.abs(pixels - background) > _INK_CONTRAST)
+    rows = ink.sum(axis=1).astype(np.float64)
+    lines = [(a, b) for a, b in _runs(rows) if b - a >= 6]
+    all_ink = float(sum(rows[a:b].sum() for a, b in lines))
+    upright = flipped = 0.0
+    voters = 0
+    for a, b in lines:
+        profile = rows[a:b]
+        peak = profile.max()
+        core = np.flatnonzero(profile >= _CORE * peak)
+        top, bottom = int(core[0]), int(core[-1])
+        height = bottom - top + 1
+        if height < 3 or height > _FLIP_MAX_CORE * (b - a):
+            continue
+        core_ink = profile[top : bottom + 1].sum()
+        above, below = profile[:top].sum() / core_ink, profile[bottom + 1 :].sum() / core_ink
+        top_edge = (profile[top] - (profile[top - 1] if top else 0.0)) / peak
+        bottom_edge = (profile[bottom] - (profile[bottom + 1] if bottom + 1 < len(profile) else 0.0)) / peak
+        if above >= max(2 * below, _FLIP_MIN_EXTRA) and bottom_edge >= top_edge - _FLIP_EDGE_SLACK:
+            upright += profile.sum()
+        elif below >= max(2 * above, _FLIP_MIN_EXTRA) and top_edge >= bottom_edge - _FLIP_EDGE_SLACK:
+            flipped += profile.sum()
+        else:
+            continue
+        voters += 1
+    voting = upright + flipped
+    if voters < _FLIP_MIN_LINES or voting < _FLIP_COVER * all_ink:
+        return False
+    return bool(flipped >= _FLIP_SHARE * voting)
 
 
 def text_turn(directions: Iterable[tuple[float, float, int]]) -> int | None:

@@ -16,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from docparse.config import RasterOptions
 from docparse.document import Unit
 from docparse.errors import InputError, PasswordError, UsageError
-from docparse.pageprep import is_blank, raster_orientation, text_turn, turn_image
+from docparse.pageprep import is_blank, raster_orientation, text_turn, turn_image, upside_down
 from docparse.prompt import NOMINAL_DPI, smart_resize
 
 Kind = Literal["pdf", "image"]
@@ -247,7 +247,8 @@ def _prepared(image: PageImage, directions: list[tuple[float, float, int]]) -> P
     With a text layer, the direction most of its characters run in says how to turn the page
     (0, 90, 180 or 270). Without one: a raster with next to no ink is blank; a sideways raster is
     turned back by undoing the page's /Rotate when it has one, else by the lines' straight edge
-    when that is clear, else left as is with a note.
+    when that is clear, else left as is with a note; a raster whose lines (then) run horizontally
+    is turned by 180 more when its Latin text is clearly upside down.
     """
     has_text = bool(directions) or image.has_text
     notes: list[str] = []
@@ -265,6 +266,9 @@ def _prepared(image: PageImage, directions: list[tuple[float, float, int]]) -> P
                 turn = found.turn
             else:
                 notes.append("the page looks sideways but which way up could not be told; it was left as displayed")
+        # Once its lines run horizontally, a Latin page may still be upside down.
+        if (turn or not found.sideways) and upside_down(turn_image(image.image, turn)):
+            turn = (turn + 180) % 360
     if turn:
         notes.append(f"the page content was turned {turn} degrees clockwise to be upright before the model saw it")
     return dataclasses.replace(
