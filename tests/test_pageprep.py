@@ -164,7 +164,6 @@ LATIN = [
     "col-multicolumn-lipsum-table.pdf",
     "math-code-and-formula.pdf",
     "math-multivar-calculus-notes.pdf",
-    "music-mtx-canons.pdf",
     "scan-docling-ocr-test.pdf",
     "tab-longtable-doc-continued.pdf",
     "tab-tableformer-paper-p9.pdf",
