@@ -117,6 +117,8 @@ _FLIP_MIN_CORE = 0.3
 # A line's core never dips under this share of its busiest row, and one of its edges rises by this share in one row.
 _FLIP_VALLEY = 0.25
 _FLIP_SHARP = 0.25
+# A line of letters breaks into at least this many pieces (letters, words) along its length.
+_FLIP_MIN_PIECES = 4
 # Rows with under this share of a busy row's ink count as empty between lines.
 _FLIP_FLOOR = 0.03
 # The sharper edge may be the wrong one by this much (of the busiest row) before a line abstains.
@@ -162,22 +164,26 @@ def _despeckled(ink: np.ndarray) -> np.ndarray:
 _SKEW_DEGREES = 3
 
 
-def _level_rows(ink: np.ndarray) -> np.ndarray:
-    """Ink per row along the slope where rows are most concentrated; level text stays level."""
+def _level_rows(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ink per row along the slope where rows are most concentrated (level text stays level).
+
+    Also each ink pixel's row along that slope and its column, sorted by row.
+    """
     ys, xs = np.nonzero(ink)
     if ys.size == 0:
-        return np.zeros(ink.shape[0])
-    xs = xs - ink.shape[1] / 2
+        return np.zeros(ink.shape[0]), ys, xs
+    centred = xs - ink.shape[1] / 2
 
     def rows_at(degrees: float) -> np.ndarray:
-        shifted = np.rint(ys - xs * np.tan(np.radians(degrees))).astype(np.int64)
-        return np.bincount(shifted - shifted.min())
+        shifted = np.rint(ys - centred * np.tan(np.radians(degrees))).astype(np.int64)
+        return shifted - shifted.min()
 
     def best_of(angles: Iterable[float]) -> tuple[float, np.ndarray]:
         best: tuple[float, np.ndarray, float] | None = None
         for degrees in sorted(angles, key=abs):  # a tie keeps the smaller slope
             rows = rows_at(degrees)
-            score = float(np.dot(rows, rows))
+            counts = np.bincount(rows)
+            score = float(np.dot(counts, counts))
             if best is None or score > best[2] * 1.001:
                 best = (degrees, rows, score)
         assert best is not None
@@ -185,7 +191,14 @@ def _level_rows(ink: np.ndarray) -> np.ndarray:
 
     coarse, _ = best_of(range(-_SKEW_DEGREES, _SKEW_DEGREES + 1))
     _, rows = best_of(coarse + q for q in (-0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75))
-    return rows.astype(np.float64)
+    order = np.argsort(rows, kind="stable")
+    return np.bincount(rows).astype(np.float64), rows[order], xs[order]
+
+
+def _pieces(columns: np.ndarray) -> int:
+    """How many separate runs the (unsorted, repeated) column numbers make: letters and words in a line."""
+    cols = np.unique(columns)
+    return int(cols.size > 0) + int(np.count_nonzero(np.diff(cols) > 1))
 
 
 def upside_down(image: Image.Image) -> bool:
@@ -205,7 +218,7 @@ def upside_down(image: Image.Image) -> bool:
     pixels = np.asarray(grey, dtype=np.int16)
     background = int(np.searchsorted(np.cumsum(np.bincount(pixels.ravel(), minlength=256)), pixels.size / 2))
     ink = _without_rules(_despeckled(np.abs(pixels - background) > _INK_CONTRAST))
-    rows = _level_rows(ink)
+    rows, pixel_rows, pixel_cols = _level_rows(ink)
     # Rows with a trace of ink (specks, noise) part lines as empty rows do.
     floor = _FLIP_FLOOR * float(np.percentile(rows[rows > 0], 90)) if rows.any() else 0.0
     lines = [(a, b) for a, b in _runs(rows > floor) if b - a >= 6]
@@ -228,6 +241,9 @@ def upside_down(image: Image.Image) -> bool:
         bottom_edge = (profile[bottom] - (profile[bottom + 1] if bottom + 1 < len(profile) else 0.0)) / peak
         if max(top_edge, bottom_edge) < _FLIP_SHARP:
             continue  # no sharp baseline: not set in Latin letters (CJK lines fade in and out)
+        first, last = np.searchsorted(pixel_rows, (a, b))
+        if _pieces(pixel_cols[first:last]) < _FLIP_MIN_PIECES:
+            continue  # a shape or two (a box, a rule, a drawing), not a line of letters
         if above >= max(2 * below, _FLIP_MIN_EXTRA) and bottom_edge >= top_edge - _FLIP_EDGE_SLACK:
             upright += profile.sum()
         elif below >= max(2 * above, _FLIP_MIN_EXTRA) and top_edge >= bottom_edge - _FLIP_EDGE_SLACK:

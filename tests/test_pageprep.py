@@ -180,3 +180,19 @@ def test_upright_renders_read_as_scans_are_never_judged_upside_down(name: str) -
     # Turned by hand: Latin text is found upside down (other scripts, tables, drawings may abstain).
     if name in LATIN:
         assert upside_down(turn_image(image, 180))
+
+
+def test_drawings_and_boxes_are_never_turned_upside_down() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        page = Image.new("RGB", (800, 1100), "white")
+        draw = ImageDraw.Draw(page)
+        for _ in range(int(rng.integers(5, 60))):
+            x, y, w, h = (
+                int(v) for v in (rng.integers(0, 800), rng.integers(0, 1100), rng.integers(2, 300), rng.integers(2, 40))
+            )
+            draw.rectangle(
+                (x, y, x + w, y + h), fill=int(rng.integers(0, 120)) if rng.random() < 0.5 else None, outline="black"
+            )
+        assert not upside_down(page)
+        assert not upside_down(turn_image(page, 180))
