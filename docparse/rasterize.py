@@ -16,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from docparse.config import RasterOptions
 from docparse.document import Unit
 from docparse.errors import InputError, PasswordError, UsageError
-from docparse.pageprep import is_blank, raster_orientation, text_turn, turn_image
+from docparse.pageprep import is_blank, raster_orientation, text_turn, turn_image, upside_down
 from docparse.prompt import NOMINAL_DPI, smart_resize
 
 Kind = Literal["pdf", "image"]
@@ -247,7 +247,9 @@ def _prepared(image: PageImage, directions: list[tuple[float, float, int]]) -> P
     With a text layer, the direction most of its characters run in says how to turn the page
     (0, 90, 180 or 270). Without one: a raster with next to no ink is blank; a sideways raster is
     turned back by undoing the page's /Rotate when it has one, else by the lines' straight edge
-    when that is clear, else left as is with a note.
+    when that is clear, else by its Latin letters when they read upside down one way round, else
+    left as is with a note; a raster whose lines (then) run horizontally is turned by 180 more when
+    its Latin text is clearly upside down.
     """
     has_text = bool(directions) or image.has_text
     notes: list[str] = []
@@ -264,7 +266,15 @@ def _prepared(image: PageImage, directions: list[tuple[float, float, int]]) -> P
             elif found.turn is not None:
                 turn = found.turn
             else:
-                notes.append("the page looks sideways but which way up could not be told; it was left as displayed")
+                # The lines' ends do not tell; Latin letters may: one way round they read upside down.
+                flipped = [t for t in (90, 270) if upside_down(turn_image(image.image, t))]
+                if len(flipped) == 1:
+                    turn = (flipped[0] + 180) % 360
+                else:
+                    notes.append("the page looks sideways but which way up could not be told; it was left as displayed")
+        # Once its lines run horizontally, a Latin page may still be upside down.
+        if (turn or not found.sideways) and upside_down(turn_image(image.image, turn)):
+            turn = (turn + 180) % 360
     if turn:
         notes.append(f"the page content was turned {turn} degrees clockwise to be upright before the model saw it")
     return dataclasses.replace(

@@ -1,4 +1,4 @@
-"""Blank pages and sideways content, on the shared fixtures: found before the model, boxes turned back."""
+"""Blank pages, sideways and upside-down content, on the shared fixtures: found before the model, boxes turned back."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 
 from docparse.config import ConvertOptions, RasterOptions
 from docparse.document import Box, Paragraph, Text
-from docparse.pageprep import is_blank, raster_orientation, turn_image, unturn, unturn_box
+from docparse.pageprep import is_blank, raster_orientation, turn_image, unturn, unturn_box, upside_down
 from docparse.pipeline import convert
 from docparse.rasterize import open_input
 from tests.paths import shared_file
@@ -125,3 +125,74 @@ UPRIGHT = [
 def test_upright_pages_are_not_turned_or_skipped(name: str) -> None:
     page = first_page(name)
     assert (page.turn, page.blank, page.notes) == (0, False, ())
+
+
+def test_an_upside_down_scan_is_turned_upright_and_boxes_map_back(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    upright = first_page("scan-docling-ocr-test.pdf").image
+    path = tmp_path / "upside-down-scan.png"
+    turn_image(upright, 180).save(path)
+    seen: list[Image.Image] = []
+
+    def answer(image: Image.Image, _n: int) -> str:
+        seen.append(image)
+        w, h = image.size  # the model marks the top-left tenth of the upright page
+        return f'<html><body><p data-bbox="0 0 {w // 10} {h // 10}">Docling bundles</p></body></html>'
+
+    doc = convert(path, ConvertOptions(), _engine(ScriptedEngine(answer)))
+    [page] = doc.pages
+    assert page.rotation == 180
+    a = np.asarray(seen[0].convert("L"), dtype=np.int16)
+    assert np.abs(a - np.asarray(upright.convert("L"), dtype=np.int16)).mean() < 3  # the model saw it upright
+    [block] = page.blocks
+    assert block.box is not None and page.width is not None and page.height is not None
+    # The top-left of the upright page is the bottom-right of the page as displayed.
+    assert block.box.x1 == pytest.approx(page.width, abs=1)
+    assert block.box.y1 == pytest.approx(page.height, abs=1)
+    assert block.box.x0 == pytest.approx(page.width * 0.9, abs=2)
+
+
+@pytest.mark.parametrize("name", ["scan-docling-ocr-test.pdf", "col-multicolumn-lipsum-table.pdf"])
+@pytest.mark.parametrize("turn", [0, 90, 180, 270])
+def test_a_scan_turned_any_way_comes_back_upright(tmp_path, name: str, turn: int) -> None:  # type: ignore[no-untyped-def]
+    # An image file has no text layer: only the raster tells. Two columns give the lines' ends no
+    # straight edge, so there the letters tell which way a sideways page is up.
+    path = tmp_path / "turned.png"
+    turn_image(first_page(name).image, turn).save(path)
+    with open_input(path, RasterOptions()) as doc:
+        page = next(doc.pages())
+    assert page.turn == (360 - turn) % 360
+
+
+LATIN = [
+    "col-multicolumn-lipsum-table.pdf",
+    "math-code-and-formula.pdf",
+    "math-multivar-calculus-notes.pdf",
+    "scan-docling-ocr-test.pdf",
+    "tab-longtable-doc-continued.pdf",
+    "tab-tableformer-paper-p9.pdf",
+]
+
+
+@pytest.mark.parametrize("name", [*UPRIGHT, "tab-rot-nics-checks-rotate90.pdf"])
+def test_upright_renders_read_as_scans_are_never_judged_upside_down(name: str) -> None:
+    image = first_page(name).image
+    assert not upside_down(image)
+    # Turned by hand: Latin text is found upside down (other scripts, tables, drawings may abstain).
+    if name in LATIN:
+        assert upside_down(turn_image(image, 180))
+
+
+def test_drawings_and_boxes_are_never_turned_upside_down() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        page = Image.new("RGB", (800, 1100), "white")
+        draw = ImageDraw.Draw(page)
+        for _ in range(int(rng.integers(5, 60))):
+            x, y, w, h = (
+                int(v) for v in (rng.integers(0, 800), rng.integers(0, 1100), rng.integers(2, 300), rng.integers(2, 40))
+            )
+            draw.rectangle(
+                (x, y, x + w, y + h), fill=int(rng.integers(0, 120)) if rng.random() < 0.5 else None, outline="black"
+            )
+        assert not upside_down(page)
+        assert not upside_down(turn_image(page, 180))
