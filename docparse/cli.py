@@ -63,6 +63,31 @@ SUFFIX_FORMATS: dict[str, Format] = {
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+# Options both commands take, declared once.
+OutputOption = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Output file (format from its extension); '-' or none: stdout."),
+]
+KeepFurnitureOption = Annotated[
+    bool,
+    typer.Option(
+        "--keep-furniture",
+        help="Keep running headers, footers and page numbers in Markdown and HTML (JSON always has them).",
+    ),
+]
+NoMergeOption = Annotated[
+    bool,
+    typer.Option("--no-merge", help="Do not join paragraphs and tables that a page break cut in two."),
+]
+PageMarkersOption = Annotated[
+    bool, typer.Option("--page-markers", help="Mark where each page starts in Markdown: <!-- page N -->.")
+]
+PageBreaksOption = Annotated[
+    bool, typer.Option("--page-breaks", help="Show a visible break between pages in HTML (a new page in print).")
+]
+ToOption = Annotated[Format | None, typer.Option("--to", help="Output format (default: from -o, else md).")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")]
+
 convert_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -177,11 +202,8 @@ def _exit_for(doc: Document) -> int:
 )
 def convert(
     input: Annotated[Path, typer.Argument(help="PDF or image file to convert.", show_default=False, metavar="INPUT")],
-    output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Output file (format from its extension); '-' or none: stdout."),
-    ] = None,
-    to: Annotated[Format | None, typer.Option("--to", help="Output format (default: from -o, else md).")] = None,
+    output: OutputOption = None,
+    to: ToOption = None,
     pages: Annotated[
         str | None, typer.Option("--pages", help="Pages to convert, 1-based: e.g. 1-3,7,10- (default: all).")
     ] = None,
@@ -196,7 +218,13 @@ def convert(
         str | None, typer.Option("--revision", help="Model revision (branch, tag or commit) on the hub.")
     ] = None,
     device: Annotated[Device, typer.Option("--device", help="Where the model runs.")] = "auto",
-    dtype: Annotated[DType, typer.Option("--dtype", help="Weight dtype (auto: bfloat16 where supported).")] = "auto",
+    dtype: Annotated[
+        DType,
+        typer.Option(
+            "--dtype",
+            help="Weight dtype (auto: bfloat16 where the hardware runs it natively, else float32 or float16).",
+        ),
+    ] = "auto",
     attn: Annotated[
         Attn,
         typer.Option("--attn", help="Attention kernel (auto: flash_attention_2 if installed, else sdpa)."),
@@ -219,23 +247,10 @@ def convert(
         Path | None,
         typer.Option("--keep-raw", help="Folder to save each page's raw answer with a JSON sidecar."),
     ] = None,
-    keep_furniture: Annotated[
-        bool,
-        typer.Option(
-            "--keep-furniture",
-            help="Keep running headers, footers and page numbers in Markdown and HTML (JSON always has them).",
-        ),
-    ] = False,
-    no_merge: Annotated[
-        bool,
-        typer.Option("--no-merge", help="Do not join paragraphs and tables that a page break cut in two."),
-    ] = False,
-    page_markers: Annotated[
-        bool, typer.Option("--page-markers", help="Mark where each page starts in Markdown: <!-- page N -->.")
-    ] = False,
-    page_breaks: Annotated[
-        bool, typer.Option("--page-breaks", help="Show a visible break between pages in HTML (a new page in print).")
-    ] = False,
+    keep_furniture: KeepFurnitureOption = False,
+    no_merge: NoMergeOption = False,
+    page_markers: PageMarkersOption = False,
+    page_breaks: PageBreaksOption = False,
     max_retries: Annotated[
         int,
         typer.Option(
@@ -253,7 +268,7 @@ def convert(
             show_default="no limit",
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")] = False,
+    quiet: QuietOption = False,
     version: Annotated[
         bool,
         typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True),
@@ -345,29 +360,13 @@ def render(
             help="WIDTHxHEIGHT of the page in PDF points (or e.g. 1014x1532px for an image); boxes are mapped to it.",
         ),
     ] = None,
-    output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Output file (format from its extension); '-' or none: stdout."),
-    ] = None,
-    to: Annotated[Format | None, typer.Option("--to", help="Output format (default: from -o, else md).")] = None,
-    keep_furniture: Annotated[
-        bool,
-        typer.Option(
-            "--keep-furniture",
-            help="Keep running headers, footers and page numbers in Markdown and HTML (JSON always has them).",
-        ),
-    ] = False,
-    no_merge: Annotated[
-        bool,
-        typer.Option("--no-merge", help="Do not join paragraphs and tables that a page break cut in two."),
-    ] = False,
-    page_markers: Annotated[
-        bool, typer.Option("--page-markers", help="Mark where each page starts in Markdown: <!-- page N -->.")
-    ] = False,
-    page_breaks: Annotated[
-        bool, typer.Option("--page-breaks", help="Show a visible break between pages in HTML (a new page in print).")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")] = False,
+    output: OutputOption = None,
+    to: ToOption = None,
+    keep_furniture: KeepFurnitureOption = False,
+    no_merge: NoMergeOption = False,
+    page_markers: PageMarkersOption = False,
+    page_breaks: PageBreaksOption = False,
+    quiet: QuietOption = False,
 ) -> int:
     fmt = output_format(output, to)
     check_output(output)
