@@ -104,7 +104,8 @@ def build_page(
     )
 
 
-def _failed_page(image: PageImage, message: str) -> Page:
+def _empty_page(image: PageImage, status: PageStatus, warning: str, attempts: int) -> Page:
+    """A page with no blocks: a blank one never sent to the model, or one the engine failed on."""
     return Page(
         number=image.number,
         width=image.width,
@@ -112,24 +113,30 @@ def _failed_page(image: PageImage, message: str) -> Page:
         unit=image.unit,
         image_size=image.image.size,
         blocks=(),
-        status="failed",
-        warnings=(message,),
-        attempts=1,
+        status=status,
+        warnings=(warning,),
+        attempts=attempts,
         rotation=image.turn,
     )
 
 
-def _blank_page(image: PageImage) -> Page:
-    return Page(
-        number=image.number,
-        width=image.width,
-        height=image.height,
-        unit=image.unit,
-        image_size=image.image.size,
-        blocks=(),
-        status="skipped-blank",
-        warnings=("the page is blank (no text layer, no ink on its raster); it was not sent to the model",),
-        attempts=0,
+_BLANK = "the page is blank (no text layer, no ink on its raster); it was not sent to the model"
+
+
+def _turned_size(width: float, height: float, turn: int) -> tuple[float, float]:
+    """The page's size as the model saw it, turned clockwise by `turn`."""
+    return (height, width) if turn in (90, 270) else (width, height)
+
+
+def _on_displayed_page(page: Page, turn: int, width: float, height: float, notes: tuple[str, ...] = ()) -> Page:
+    """A page read on the turned image, its boxes mapped back onto the page as displayed."""
+    return replace(
+        page,
+        width=width,
+        height=height,
+        blocks=unturn(page.blocks, turn, width, height),
+        rotation=turn,
+        warnings=(*notes, *page.warnings),
     )
 
 
@@ -173,13 +180,13 @@ def convert(
         for batch in _batched(doc.pages(), options.model.batch_size):
             # Blank pages never reach the model; the others of the batch go together.
             todo = [p for p in batch if not p.blank]
-            results: dict[int, Page] = {p.number: _blank_page(p) for p in batch if p.blank}
+            results: dict[int, Page] = {p.number: _empty_page(p, "skipped-blank", _BLANK, 0) for p in batch if p.blank}
             if todo:
                 start = time.perf_counter()
                 try:
                     answers = engine.generate([p.image for p in todo], first_try)
                 except EngineError as exc:
-                    results.update((p.number, _failed_page(p, str(exc))) for p in todo)
+                    results.update((p.number, _empty_page(p, "failed", str(exc), 1)) for p in todo)
                 else:
                     # Each page's budget counts its batch's wall time (its pages ran together), then its retries.
                     spent = time.perf_counter() - start
@@ -212,22 +219,14 @@ def _page_from_answer(engine: Engine, image: PageImage, answer: Answer, options:
         )
 
     # The model saw the turned page: read its answer on the turned page, then turn the boxes back.
-    sideways = image.turn in (90, 270)
-    page_size = (image.height, image.width) if sideways else (image.width, image.height)
+    page_size = _turned_size(image.width, image.height, image.turn)
     first = build(answer, image.image.size, page_size)
     timeout = options.page_timeout
     budget = Budget(options.max_retries, None if timeout is None else time.perf_counter() + timeout - spent)
     page = recover_page(
         engine, image.image, page_size, first, build, max_new_tokens=options.model.max_new_tokens, budget=budget
     )
-    return replace(
-        page,
-        width=image.width,
-        height=image.height,
-        blocks=unturn(page.blocks, image.turn, image.width, image.height),
-        rotation=image.turn,
-        warnings=(*image.notes, *page.warnings),
-    )
+    return _on_displayed_page(page, image.turn, image.width, image.height, image.notes)
 
 
 def raw_path(directory: Path, source: str, number: int) -> Path:
@@ -246,6 +245,7 @@ def save_raw(directory: Path, image: PageImage, answer: Answer, options: Convert
         "page_size": [image.width, image.height],
         "unit": image.unit,
         "image_size": list(image.image.size),
+        "rotation": image.turn,
         "model": g.model,
         "prompt": g.prompt,
         "system_prompt": options.model.system_prompt,
@@ -274,6 +274,7 @@ class RawPage:
     number: int | None
     source: str | None
     generation: Generation | None
+    rotation: int = 0  # the clockwise turn the page was given before the model saw it
 
 
 def load_raw(path: Path) -> RawPage:
@@ -307,6 +308,7 @@ def load_raw(path: Path) -> RawPage:
     unit: Unit = "px" if side.get("unit") == "px" else "pt"
     number = side.get("page")
     source = side.get("source")
+    rotation = side.get("rotation")
     return RawPage(
         path=path,
         text=text,
@@ -316,6 +318,7 @@ def load_raw(path: Path) -> RawPage:
         number=int(number) if isinstance(number, int) else None,
         source=str(source) if isinstance(source, str) else None,
         generation=generation,
+        rotation=rotation if rotation in (90, 180, 270) else 0,
     )
 
 
@@ -356,14 +359,17 @@ def render(
     for index, path in enumerate(paths, start=1):
         raw = load_raw(path)
         source = source or raw.source
+        size = page_size or raw.page_size
         page = build_page(
             number=raw.number or index,
             raw=raw.text,
             image_size=image_size or raw.image_size,
-            page_size=page_size or raw.page_size,
+            page_size=_turned_size(*size, raw.rotation) if size else None,
             unit=page_unit if page_size else raw.unit,
             generation=raw.generation,
         )
+        if raw.rotation and size and (image_size or raw.image_size):  # mapped: boxes back onto the displayed page
+            page = _on_displayed_page(page, raw.rotation, *size)
         pages.append(page)
         if progress is not None:
             progress(PageDone(str(path), index, len(paths), page))

@@ -230,3 +230,20 @@ def test_python_api_converts_with_the_cli_records_and_assembles() -> None:
     assert docparse.Document.from_json(doc.to_json()) == doc
     with pytest.raises(UsageError):
         docparse.convert(path, engine=ScriptedEngine(answer), min_pixels=10**7)
+
+
+def test_kept_raw_answers_of_a_turned_page_render_onto_the_displayed_page(tmp_path: Path) -> None:
+    # The sideways scan is turned upright for the model; its saved answer is in the turned image's
+    # pixels, and `render` must turn the boxes back exactly as the live run did.
+    path = shared_file("fixtures", "pdfs", "rot-scan-ocr-test-rotate270.pdf")
+
+    def answer(image: Image.Image, _n: int) -> str:
+        w, h = image.size
+        return f'<html><body><p data-bbox="{w // 10} {h // 5} {w // 2} {h // 4}">Docling bundles</p></body></html>'
+
+    doc = convert(path, ConvertOptions(keep_raw=tmp_path / "raw"), _engine(ScriptedEngine(answer)))
+    live = doc.pages[0]
+    assert live.rotation in (90, 270)
+    again = render([raw_path(tmp_path / "raw", str(path), 1)]).pages[0]
+    assert (again.rotation, again.width, again.height) == (live.rotation, live.width, live.height)
+    assert again.blocks == live.blocks
