@@ -34,6 +34,9 @@ class ScriptedEngine:
     def model_id(self) -> str:
         return "scripted"
 
+    batch_size = 1
+    concurrency = 1
+
     def generate(self, images: Sequence[Image.Image], settings: GenerationSettings = GREEDY) -> list[Answer]:
         self.calls.append([im.size for im in images])
         out = []

@@ -36,6 +36,9 @@ class LadderEngine:
     def model_id(self) -> str:
         return "ladder"
 
+    batch_size = 1
+    concurrency = 1
+
     def generate(self, images: Sequence[Image.Image], settings: GenerationSettings = GREEDY) -> list[Answer]:
         self.calls.append((settings, [im.size for im in images]))
         time.sleep(self.delay)

@@ -57,10 +57,22 @@ class Engine(Protocol):
     Images arrive already at the size the model must see (multiples of 28 within the pixel
     bounds); an engine must not resize them. Answers come back in the order of the images.
     `settings` change decoding for this call only (the retry ladder of docparse.recover uses them).
+
+    `generate` takes any number of images and splits them as it must (an engine that runs out of
+    memory splits further rather than fail); it raises EngineError, one line, when it cannot answer.
+    `batch_size` is how many pages one call should carry to keep the engine busy, and `concurrency`
+    how many calls may run at once from different threads: a local model wants big batches one at a
+    time (concurrency 1), a server wants many one-page calls in flight.
     """
 
     @property
     def model_id(self) -> str: ...
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def concurrency(self) -> int: ...
 
     def generate(self, images: Sequence[Image.Image], settings: GenerationSettings = GREEDY) -> list[Answer]: ...
 

@@ -346,6 +346,16 @@ class TransformersEngine:
         """The model as the user named it (hub id or folder)."""
         return self.options.model
 
+    @property
+    def batch_size(self) -> int:
+        """Pages per generate call: --batch-size."""
+        return max(1, self.options.batch_size)
+
+    @property
+    def concurrency(self) -> int:
+        """One generate call at a time: a local model is busiest with one big batch."""
+        return 1
+
     def _eos_ids(self) -> tuple[int, ...]:
         """End-of-sequence ids: the checkpoint's generation_config ones, plus <|im_end|> (end of turn)."""
         ids: list[int] = []
