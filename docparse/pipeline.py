@@ -1,29 +1,27 @@
-"""convert(input, options) -> Document: rasterise, run the engine in batches, read the answers, keep raw output."""
+"""Pages from raw answers (read, retried, kept on disk); convert one file; render saved answers again."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from itertools import islice
 from pathlib import Path
-from typing import Any, TypeVar, cast, get_args
+from typing import Any, cast, get_args
 
 from docparse import __version__
 from docparse.assemble import assemble
+from docparse.cache import PageCache
 from docparse.config import AssembleOptions, ConvertOptions
 from docparse.document import Document, FinishReason, Generation, JSONValue, Page, PageStatus, SchemaError, Unit
-from docparse.engines.base import Answer, Engine, GenerationSettings
-from docparse.errors import EngineError, InputError, UsageError
-from docparse.files import sha256_file, write_atomic
+from docparse.engines.base import Answer, Engine
+from docparse.errors import InputError, UsageError
+from docparse.files import write_atomic
 from docparse.pageprep import unturn
 from docparse.qwenvl import read_answer
-from docparse.rasterize import PageImage, open_input
+from docparse.rasterize import PageImage
 from docparse.recover import Budget, recover_page
 from docparse.repetition import collapse_blocks
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,15 +32,14 @@ class PageDone:
     index: int
     total: int
     page: Page
+    # Filled by the scheduler: the page came wholly from the page cache; its seconds in the run; the
+    # calls it made to the engine (retries included).
+    cached: bool = False
+    seconds: float = 0.0
+    model_calls: int = 0
 
 
 Progress = Callable[[PageDone], None]
-
-
-def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    it = iter(items)
-    while batch := list(islice(it, max(1, size))):
-        yield batch
 
 
 def build_page(
@@ -104,7 +101,7 @@ def build_page(
     )
 
 
-def _empty_page(image: PageImage, status: PageStatus, warning: str, attempts: int) -> Page:
+def empty_page(image: PageImage, status: PageStatus, warning: str, attempts: int) -> Page:
     """A page with no blocks: a blank one never sent to the model, or one the engine failed on."""
     return Page(
         number=image.number,
@@ -120,7 +117,7 @@ def _empty_page(image: PageImage, status: PageStatus, warning: str, attempts: in
     )
 
 
-_BLANK = "the page is blank (no text layer, no ink on its raster); it was not sent to the model"
+BLANK_WARNING = "the page is blank (no text layer, no ink on its raster); it was not sent to the model"
 
 
 def _turned_size(width: float, height: float, turn: int) -> tuple[float, float]:
@@ -140,13 +137,14 @@ def _on_displayed_page(page: Page, turn: int, width: float, height: float, notes
     )
 
 
-def _metadata(path: Path, options: ConvertOptions, page_count: int, engine: Engine) -> dict[str, JSONValue]:
+def document_metadata(sha256: str, options: ConvertOptions, page_count: int, model: str) -> dict[str, JSONValue]:
+    """The metadata of a converted document: its input's hash, the model and every setting that shaped it."""
     m = options.model
     return {
         "docparse_version": __version__,
-        "source_sha256": sha256_file(path),
+        "source_sha256": sha256,
         "page_count": page_count,
-        "model": engine.model_id,
+        "model": model,
         "revision": m.revision,
         "prompt": m.prompt,
         "system_prompt": m.system_prompt,
@@ -162,48 +160,40 @@ def _metadata(path: Path, options: ConvertOptions, page_count: int, engine: Engi
 
 
 def convert(
-    path: Path, options: ConvertOptions, get_engine: Callable[[], Engine], progress: Progress | None = None
+    path: Path,
+    options: ConvertOptions,
+    get_engine: Callable[[], Engine],
+    progress: Progress | None = None,
+    cache: PageCache | None = None,
 ) -> Document:
-    """Convert one PDF or image file. Pages are rendered lazily, `batch_size` at a time.
+    """Convert one PDF or image file: the batch scheduler (docparse.scheduler) with one input.
 
-    The input is opened (and its page selection checked) before `get_engine` is called, so a bad
+    The input is opened (and its page selection checked) before `get_engine` is called, and the
+    engine is asked for only when a page needs the model (not for blank or cached pages), so a bad
     input fails in milliseconds rather than after a model load.
     Raises UsageError / InputError for an input that cannot be opened or a bad page selection.
     A batch the engine fails on becomes failed pages (status "failed", the error in warnings);
-    the other pages still convert.
+    the other pages still convert. With `cache`, answers are read from and stored in it.
     """
-    with open_input(path, options.raster) as doc:
-        total = len(doc.page_numbers)
-        engine = get_engine()
-        pages: list[Page] = []
-        first_try = GenerationSettings(time_limit=options.page_timeout)
-        for batch in _batched(doc.pages(), options.model.batch_size):
-            # Blank pages never reach the model; the others of the batch go together.
-            todo = [p for p in batch if not p.blank]
-            results: dict[int, Page] = {p.number: _empty_page(p, "skipped-blank", _BLANK, 0) for p in batch if p.blank}
-            if todo:
-                start = time.perf_counter()
-                try:
-                    answers = engine.generate([p.image for p in todo], first_try)
-                except EngineError as exc:
-                    results.update((p.number, _empty_page(p, "failed", str(exc), 1)) for p in todo)
-                else:
-                    # Each page's budget counts its batch's wall time (its pages ran together), then its retries.
-                    spent = time.perf_counter() - start
-                    for p, a in zip(todo, answers, strict=True):
-                        results[p.number] = _page_from_answer(engine, p, a, options, spent)
-            done = [results[p.number] for p in batch]
-            for page in done:
-                pages.append(page)
-                if progress is not None:
-                    progress(PageDone(str(path), len(pages), total, page))
-        document = Document(
-            source=str(path), pages=tuple(pages), metadata=_metadata(path, options, doc.page_count, engine)
-        )
-    return assemble(document, options.assemble)
+    from docparse.scheduler import FileDone, run_batch
+
+    done: list[FileDone] = []
+
+    def on_event(event: object) -> None:
+        if isinstance(event, PageDone) and progress is not None:
+            progress(event)
+        elif isinstance(event, FileDone):
+            done.append(event)
+
+    run_batch([path], options, get_engine, cache=cache, events=on_event)
+    (result,) = done
+    if result.error is not None:
+        raise result.error
+    assert result.document is not None
+    return result.document
 
 
-def _page_from_answer(engine: Engine, image: PageImage, answer: Answer, options: ConvertOptions, spent: float) -> Page:
+def page_from_answer(engine: Engine, image: PageImage, answer: Answer, options: ConvertOptions, spent: float) -> Page:
     """The page read from its first answer, then through the retry ladder if that answer looped or was cut."""
     if options.keep_raw is not None:
         save_raw(options.keep_raw, image, answer, options)

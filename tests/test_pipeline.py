@@ -9,7 +9,7 @@ import pymupdf
 import pytest
 from PIL import Image
 
-from docparse.config import ConvertOptions, ModelOptions, RasterOptions
+from docparse.config import ConvertOptions, RasterOptions
 from docparse.document import Generation, Heading, Paragraph
 from docparse.engines.base import GREEDY, Answer, Engine, GenerationSettings
 from docparse.errors import EngineError, InputError, PasswordError, UsageError
@@ -23,8 +23,17 @@ SAMPLE = REPO / "samples" / "report.pdf"
 class ScriptedEngine:
     """An Engine whose answer for each image comes from a function; records what it was sent."""
 
-    def __init__(self, answer: Callable[[Image.Image, int], str], finish: str = "stop", fail_on: int = 0) -> None:
+    def __init__(
+        self,
+        answer: Callable[[Image.Image, int], str],
+        finish: str = "stop",
+        fail_on: int = 0,
+        batch_size: int = 1,
+        concurrency: int = 1,
+    ) -> None:
         self.answer = answer
+        self.batch_size = batch_size
+        self.concurrency = concurrency
         self.finish = finish
         self.fail_on = fail_on
         self.calls: list[list[tuple[int, int]]] = []
@@ -33,9 +42,6 @@ class ScriptedEngine:
     @property
     def model_id(self) -> str:
         return "scripted"
-
-    batch_size = 1
-    concurrency = 1
 
     def generate(self, images: Sequence[Image.Image], settings: GenerationSettings = GREEDY) -> list[Answer]:
         self.calls.append([im.size for im in images])
@@ -128,8 +134,10 @@ def test_boxes_on_a_rotated_page_are_on_the_page_as_displayed() -> None:
 
 def test_page_selection_and_batches() -> None:
     path = shared_file("fixtures", "pdfs", "math-multivar-calculus-notes.pdf")
-    engine = ScriptedEngine(lambda _im, n: f'<html><body><p data-bbox="10 10 50 20">page answer {n}</p></body></html>')
-    options = ConvertOptions(raster=RasterOptions(pages=parse_pages("2-4,9")), model=ModelOptions(batch_size=3))
+    engine = ScriptedEngine(
+        lambda _im, n: f'<html><body><p data-bbox="10 10 50 20">page answer {n}</p></body></html>', batch_size=3
+    )
+    options = ConvertOptions(raster=RasterOptions(pages=parse_pages("2-4,9")))
     doc = convert(path, options, _engine(engine))
     assert [p.number for p in doc.pages] == [2, 3, 4, 9]
     assert [len(c) for c in engine.calls] == [3, 1]
