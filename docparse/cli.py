@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -13,11 +15,24 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 from docparse import __version__
+from docparse.cache import PageCache
 from docparse.config import (
     AssembleOptions,
     Attn,
+    ConvertOptions,
     Device,
     DType,
     Format,
@@ -33,9 +48,11 @@ from docparse.errors import (
     EXIT_OK,
     EXIT_USAGE,
     DocparseError,
+    InputError,
     UsageError,
 )
 from docparse.files import write_atomic
+from docparse.inputs import Job
 from docparse.pipeline import PageDone
 from docparse.prompt import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -46,11 +63,13 @@ from docparse.prompt import (
     DEFAULT_SYSTEM_PROMPT,
     FACTOR,
 )
+from docparse.report import FileStatus, Report, document_failed
+from docparse.scheduler import Event, FileDone, FileStarted
 
 EXIT_CODES_HELP = (
-    f"Exit codes: {EXIT_OK} converted; {EXIT_FAILED} the input (or some of its pages) could not be converted "
-    f"(what converted is still written); {EXIT_USAGE} usage error; {EXIT_MODEL} the model could not be "
-    f"loaded; {EXIT_INTERRUPTED} interrupted."
+    f"Exit codes: {EXIT_OK} everything converted; {EXIT_FAILED} some files or pages failed (the rest are "
+    f"written; see --max-page-error-rate); {EXIT_USAGE} usage error; {EXIT_MODEL} the model could not be "
+    f"loaded; {EXIT_INTERRUPTED} interrupted (what was complete is written; run again to resume)."
 )
 
 SUFFIX_FORMATS: dict[str, Format] = {
@@ -93,6 +112,14 @@ convert_app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
+)
+cache_app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="The page cache of raw model answers: where it is, how big, and clearing it.",
+    no_args_is_help=True,
 )
 render_app = typer.Typer(
     add_completion=False,
@@ -170,40 +197,144 @@ def emit(doc: Document, options: WriteOptions, output: Path | None) -> None:
         raise UsageError(f"-o {output}: cannot write ({exc.strerror or exc})") from None
 
 
-def _reporter(quiet: bool) -> Callable[[PageDone], None]:
-    def report(done: PageDone) -> None:
-        page = done.page
-        for warning in page.warnings:
-            err.print(f"docparse: warning: page {page.number}: {warning}", markup=False)
-        if quiet:
-            return
-        g = page.generation
-        cost = f"{g.tokens_out} tokens in {g.seconds:.1f} s ({g.finish_reason})" if g else page.status
-        err.print(
-            f"docparse: {Path(done.source).name} page {page.number} ({done.index}/{done.total}): "
-            f"{len(page.blocks)} blocks, {cost}",
-            markup=False,
-        )
-
-    return report
-
-
 def _exit_for(doc: Document) -> int:
     return EXIT_FAILED if any(p.status == "failed" for p in doc.pages) else EXIT_OK
 
 
+class _RateColumn(ProgressColumn):
+    """Pages per second of a task."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("-- pages/s" if speed is None else f"{speed:.2f} pages/s")
+
+
+class Display:
+    """How a run shows itself on stderr: rich bars (files, pages, pages/s, ETA) when stderr is a terminal,
+    else one plain line per page and per file (no bars, no colour codes). `quiet`: warnings and errors only.
+    NO_COLOR is honoured (rich reads it)."""
+
+    def __init__(self, quiet: bool, batch: bool, files: int) -> None:
+        self.quiet = quiet
+        self.batch = batch
+        self.bars = not quiet and err.is_terminal
+        self.progress: Progress | None = None
+        self.files = files
+        self._files_task: TaskID | None = None
+        self._pages_task: TaskID | None = None
+        self._pages_total = 0
+
+    def __enter__(self) -> Display:
+        if self.bars:
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                _RateColumn(),
+                TimeRemainingColumn(),
+                console=err,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self.progress.start()
+            self._files_task = self.progress.add_task("files", total=self.files)
+            self._pages_task = self.progress.add_task("pages", total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def _print(self, text: str) -> None:
+        console = self.progress.console if self.progress is not None else err
+        console.print(text, markup=False, highlight=False)
+
+    def info(self, text: str) -> None:
+        if not self.quiet:
+            self._print(f"docparse: {text}")
+
+    def warning(self, text: str) -> None:
+        self._print(f"docparse: warning: {text}")
+
+    def error(self, text: str) -> None:
+        self._print(f"docparse: error: {text}")
+
+    def started(self, event: FileStarted) -> None:
+        self._pages_total += event.pages
+        if self.progress is not None and self._pages_task is not None:
+            self.progress.update(self._pages_task, total=self._pages_total)
+
+    def page(self, done: PageDone) -> None:
+        page = done.page
+        where = f"{done.source} page {page.number}" if self.batch else f"page {page.number}"
+        for warning in page.warnings:
+            self.warning(f"{where}: {warning}")
+        if self.progress is not None and self._pages_task is not None:
+            self.progress.advance(self._pages_task)
+        if self.bars or self.quiet:
+            return
+        g = page.generation
+        cost = f"{g.tokens_out} tokens in {g.seconds:.1f} s ({g.finish_reason})" if g else page.status
+        if done.cached:
+            cost += ", cached"
+        self._print(
+            f"docparse: {Path(done.source).name} page {page.number} ({done.index}/{done.total}): "
+            f"{len(page.blocks)} blocks, {cost}"
+        )
+
+    def file_done(self, text: str | None) -> None:
+        if self.progress is not None and self._files_task is not None:
+            self.progress.advance(self._files_task)
+        if text is not None:
+            self.info(text)
+
+
+def _reporter(quiet: bool) -> Callable[[PageDone], None]:
+    display = Display(quiet, batch=False, files=1)
+    display.bars = False  # `render` is quick: plain lines
+    return display.page
+
+
 @convert_app.command(
     help=(
-        "Convert a PDF or image (PNG, JPEG, TIFF, WebP) to Markdown, HTML or JSON with Qwen2.5-VL. "
-        "Markdown goes to stdout unless -o is given; progress and warnings go to stderr. "
-        "To re-render saved raw model answers without a model: docparse render --help."
+        "Convert PDFs and images (PNG, JPEG, TIFF, WebP, BMP, GIF) to Markdown, HTML or JSON with Qwen2.5-VL. "
+        "One file: Markdown goes to stdout unless -o names a file. Folders (walked recursively) and several "
+        "inputs: -o names an output folder, where the inputs' tree is mirrored. Model answers are cached per "
+        "page, so a re-run resumes where the last one stopped and another output format costs no model call. "
+        "Progress and warnings go to stderr. "
+        "To re-render saved raw model answers without a model: docparse render --help. "
+        "Cache: docparse cache --help."
     ),
     epilog=EXIT_CODES_HELP,
 )
 def convert(
-    input: Annotated[Path, typer.Argument(help="PDF or image file to convert.", show_default=False, metavar="INPUT")],
-    output: OutputOption = None,
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="PDF or image files, or folders to convert.", show_default=False, metavar="INPUT..."),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file (format from its extension; '-' or none: stdout); with folders or several "
+            "inputs, the output folder.",
+        ),
+    ] = None,
     to: ToOption = None,
+    globs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--glob",
+            help="In folders, convert only files matching this pattern (name, or path with '/'); repeatable "
+            "(default: every PDF and image).",
+        ),
+    ] = None,
+    excludes: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="In folders, leave out files and folders matching this pattern; repeatable."),
+    ] = None,
     pages: Annotated[
         str | None, typer.Option("--pages", help="Pages to convert, 1-based: e.g. 1-3,7,10- (default: all).")
     ] = None,
@@ -268,14 +399,52 @@ def convert(
             show_default="no limit",
         ),
     ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            envvar="DOCPARSE_CACHE_DIR",
+            help="Folder of the page cache (raw model answers by file, page, model, prompt and settings).",
+            show_default="the user cache folder, e.g. ~/.cache/docparse",
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor store model answers in the page cache.")
+    ] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write a JSON report: each file and page, status, seconds, tokens, errors."),
+    ] = None,
+    fail_fast: Annotated[
+        bool,
+        typer.Option("--fail-fast", help="Stop at the first file that fails (pages in flight finish; exit 1)."),
+    ] = False,
+    max_page_error_rate: Annotated[
+        float,
+        typer.Option(
+            "--max-page-error-rate",
+            help="A file fails (exit 1) when its share of failed pages is above this (0-1); at or below it, "
+            "the file counts as converted.",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = 0.0,
     quiet: QuietOption = False,
     version: Annotated[
         bool,
         typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True),
     ] = False,
 ) -> int:
-    fmt = output_format(output, to)
-    check_output(output)
+    from docparse.inputs import plan
+
+    batch = len(inputs) > 1 or any(p.is_dir() for p in inputs)
+    if batch:
+        if to is None and output is not None and output.suffix.lower() in SUFFIX_FORMATS and not output.is_dir():
+            raise UsageError(f"-o {output} looks like a file: folders and several inputs need an output folder")
+        fmt: Format = to or "md"
+    else:
+        fmt = output_format(output, to)
+        check_output(output)
     if keep_raw is not None:
         writable_folder(keep_raw, "--keep-raw")
     options = convert_options(
@@ -300,35 +469,196 @@ def convert(
     write_options = WriteOptions(
         format=fmt, keep_furniture=keep_furniture, page_markers=page_markers, page_breaks=page_breaks
     )
-    from docparse.pipeline import convert as run
+    work = plan(inputs, output, fmt, globs or (), excludes or ())
+    if batch and not work.jobs:
+        raise UsageError(f"nothing to convert in {', '.join(map(str, inputs))} (no PDF or image files matched)")
+    if batch and output is not None:
+        writable_folder(output, "-o")
+    if report is not None:
+        writable_folder(report.parent, "--report")
+    run = BatchRun(work.jobs, options, write_options, batch=batch, quiet=quiet, fail_fast=fail_fast,
+                   max_page_error_rate=max_page_error_rate)  # fmt: skip
+    for warning in work.warnings:
+        run.display.warning(warning)
+    from docparse.cache import PageCache, default_cache_dir
 
-    engine_holder: list[Engine] = []
+    cache = None if no_cache else PageCache(cache_dir or default_cache_dir())
+    return run.run(cache, report)
 
-    def get_engine() -> Engine:
-        if not engine_holder:
+
+class BatchRun:
+    """One `docparse INPUT...` run: the scheduler's events turned into outputs, progress, a report and an exit code."""
+
+    def __init__(
+        self,
+        jobs: Sequence[Job],
+        options: ConvertOptions,
+        write_options: WriteOptions,
+        *,
+        batch: bool,
+        quiet: bool,
+        fail_fast: bool,
+        max_page_error_rate: float,
+    ) -> None:
+        self.jobs = jobs
+        self.options = options
+        self.write_options = write_options
+        self.batch = batch
+        self.quiet = quiet
+        self.fail_fast = fail_fast
+        self.max_page_error_rate = max_page_error_rate
+        self.display = Display(quiet, batch, len(jobs))
+        self.report = Report([(str(j.source), str(j.output) if j.output else None) for j in jobs])
+        self.stop = threading.Event()
+        self.interrupted = False
+        self.failed = 0
+        self.single: Document | None = None
+        self.single_error: DocparseError | None = None
+        self.engines: list[Engine] = []
+
+    def get_engine(self) -> Engine:
+        if not self.engines:
             from docparse.engines.transformers import load_engine
 
-            if quiet or not sys.stderr.isatty():
+            if self.quiet or not sys.stderr.isatty():
                 # Download and weight-loading bars are for a person at a terminal, not for logs.
                 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
                 from transformers.utils import logging as hf_logging
 
                 hf_logging.disable_progress_bar()
-            if not quiet:
-                err.print(f"docparse: loading {model} ...", markup=False)
+            self.display.info(f"loading {self.options.model.model} ...")
             started = time.monotonic()
-            engine_holder.append(load_engine(options.model))
-            if not quiet:
-                err.print(f"docparse: model ready in {time.monotonic() - started:.1f} s", markup=False)
-        return engine_holder[0]
+            self.engines.append(load_engine(self.options.model))
+            self.display.info(f"model ready in {time.monotonic() - started:.1f} s")
+        return self.engines[0]
 
+    def _failure(self) -> None:
+        self.failed += 1
+        if self.fail_fast and not self.stop.is_set():
+            self.display.error("--fail-fast: stopping after this failure (pages in flight finish)")
+            self.stop.set()
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, FileStarted):
+            self.report.started_file(event.source)
+            self.display.started(event)
+        elif isinstance(event, PageDone):
+            self.report.page(event)
+            self.display.page(event)
+        else:
+            self.file_done(event)
+
+    def file_done(self, event: FileDone) -> None:
+        job = self.jobs[event.index]
+        if event.error is not None:
+            self.report.finished_file(event.source, "failed", event.seconds, str(event.error))
+            if self.batch:
+                self.display.error(str(event.error))
+            else:
+                self.single_error = event.error
+            self.display.file_done(None)
+            self._failure()
+            return
+        if event.interrupted or event.document is None:
+            self.report.finished_file(event.source, "interrupted", event.seconds)
+            return
+        doc = event.document
+        failed_pages = sum(p.status == "failed" for p in doc.pages)
+        bad = document_failed(doc, self.max_page_error_rate)
+        if not self.batch:
+            self.single = doc  # written once the run is over (stdout must carry nothing else)
+        else:
+            assert job.output is not None
+            try:
+                write_output(doc, self.write_options, job.output)
+            except DocparseError as exc:
+                self.report.finished_file(event.source, "failed", event.seconds, str(exc))
+                self.display.error(str(exc))
+                self.display.file_done(None)
+                self._failure()
+                return
+        status: FileStatus = "failed" if bad else "converted"
+        error = f"{failed_pages} of {len(doc.pages)} pages failed" if failed_pages else None
+        self.report.finished_file(event.source, status, event.seconds, error)
+        cached = sum(bool(p["cached"]) for p in self.report.files[event.index].pages.values())
+        where = f" -> {job.output}" if self.batch else ""
+        summary = (
+            f"{event.source}{where}: {len(doc.pages)} pages ({failed_pages} failed, {cached} from the cache) "
+            f"in {event.seconds:.1f} s"
+        )
+        if bad and self.batch:
+            self.display.error(f"{event.source}: {error}")
+        self.display.file_done(summary if self.batch else None)
+        if bad:
+            self._failure()
+
+    def _on_sigint(self, _signum: int, _frame: object) -> None:
+        if self.stop.is_set() and self.interrupted:
+            raise KeyboardInterrupt
+        self.interrupted = True
+        self.stop.set()
+        self.display.error("interrupted: finishing the pages in flight (Ctrl-C again to stop at once)")
+
+    def run(self, cache: PageCache | None, report_path: Path | None) -> int:
+        from docparse.scheduler import run_batch
+
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, self._on_sigint) if in_main else None
+        try:
+            with self.display:
+                run_batch(
+                    [j.source for j in self.jobs],
+                    self.options,
+                    self.get_engine,
+                    cache=cache,
+                    events=self.on_event,
+                    stop=self.stop,
+                )
+            code = self._exit_code()
+            self.report.exit_code = code
+        except DocparseError as exc:
+            self.report.exit_code, self.report.error = exc.exit_code, str(exc)
+            raise
+        except KeyboardInterrupt:
+            self.report.exit_code, self.report.error = EXIT_INTERRUPTED, "interrupted"
+            raise
+        finally:
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
+            for engine in self.engines:
+                engine.close()
+            if report_path is not None:
+                try:
+                    self.report.write(report_path)
+                except OSError as exc:
+                    self.display.error(f"--report {report_path}: cannot write ({exc.strerror or exc})")
+        if self.single_error is not None:
+            raise self.single_error
+        if self.single is not None:
+            emit(self.single, self.write_options, self.jobs[0].output)
+        if self.interrupted:
+            totals = self.report.totals()
+            self.display.error(
+                f"interrupted: {totals['converted']} of {totals['files']} files written; run the same "
+                "command again to resume (cached pages make no model call)"
+            )
+        return code
+
+    def _exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_FAILED if self.failed else EXIT_OK
+
+
+def write_output(doc: Document, options: WriteOptions, path: Path) -> None:
+    """Write one document of a batch to its output file (atomically)."""
+    from docparse.writers import write
+
+    text = write(doc, options)
     try:
-        doc = run(input, options, get_engine, progress=_reporter(quiet))
-    finally:
-        for engine in engine_holder:
-            engine.close()
-    emit(doc, write_options, output)
-    return _exit_for(doc)
+        write_atomic(path, text)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
 @render_app.command(
@@ -404,6 +734,38 @@ def render(
     return _exit_for(doc)
 
 
+CacheDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        envvar="DOCPARSE_CACHE_DIR",
+        help="Folder of the page cache (default: the user cache folder, e.g. ~/.cache/docparse).",
+    ),
+]
+
+
+@cache_app.command("info", help="Print where the page cache is, how many entries it holds and their size.")
+def cache_info(cache_dir: CacheDirOption = None) -> int:
+    from docparse.cache import PageCache, default_cache_dir
+
+    stats = PageCache(cache_dir or default_cache_dir()).stats()
+    print(f"cache: {stats.path}")
+    print(f"answers: {stats.answers}")
+    print(f"pages: {stats.pages}")
+    print(f"size: {stats.bytes / 1e6:.1f} MB")
+    return EXIT_OK
+
+
+@cache_app.command("clear", help="Delete every entry of the page cache (only docparse's own files).")
+def cache_clear(cache_dir: CacheDirOption = None) -> int:
+    from docparse.cache import PageCache, default_cache_dir
+
+    cache = PageCache(cache_dir or default_cache_dir())
+    removed = cache.clear()
+    print(f"removed {removed} entries from {cache.root}")
+    return EXIT_OK
+
+
 def _fail(message: str, code: int) -> NoReturn:
     err.print(f"docparse: error: {message}", markup=False)
     sys.exit(code)
@@ -412,9 +774,11 @@ def _fail(message: str, code: int) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: dispatch `render` or the default convert command; turn every error into an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    app, prog = (render_app, "docparse render") if args[:1] == ["render"] else (convert_app, "docparse")
-    if app is render_app:
-        args = args[1:]
+    subcommands = {"render": render_app, "cache": cache_app}
+    if args[:1] and args[0] in subcommands:
+        app, prog, args = subcommands[args[0]], f"docparse {args[0]}", args[1:]
+    else:
+        app, prog = convert_app, "docparse"
     try:
         result = app(args=args, prog_name=prog, standalone_mode=False)
     except DocparseError as exc:
