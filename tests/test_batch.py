@@ -35,8 +35,11 @@ SMALL = ConvertOptions(raster=RasterOptions(max_pixels=200_704))  # the smallest
 def page_answer(image: Image.Image) -> str:
     """A well-formed answer that depends on the page's pixels only (the same page always reads the same)."""
     digest = hashlib.sha256(image.tobytes()).hexdigest()[:12]
-    w, h = image.size
-    return f'<html><body><h2 data-bbox="10 10 {w // 2} 40">Page {digest}</h2><p data-bbox="10 50 {w - 10} 90">Text {digest} here.</p></body></html>'
+    w = image.size[0]
+    return (
+        f'<html><body><h2 data-bbox="10 10 {w // 2} 40">Page {digest}</h2>'
+        f'<p data-bbox="10 50 {w - 10} 90">Text {digest} here.</p></body></html>'
+    )
 
 
 def make_generation(finish: str, tokens_out: int) -> Generation:
