@@ -202,11 +202,11 @@ def _exit_for(doc: Document) -> int:
 
 
 class _RateColumn(ProgressColumn):
-    """Pages per second of a task."""
+    """Items per second of a task ("pages/s", "files/s")."""
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text("-- pages/s" if speed is None else f"{speed:.2f} pages/s")
+        return Text(f"{'--' if speed is None else f'{speed:.2f}'} {task.description}/s")
 
 
 class Display:
@@ -311,7 +311,7 @@ def _reporter(quiet: bool) -> Callable[[PageDone], None]:
 def convert(
     inputs: Annotated[
         list[Path],
-        typer.Argument(help="PDF or image files, or folders to convert.", show_default=False, metavar="INPUT..."),
+        typer.Argument(help="PDF or image files, or folders to convert.", show_default=False, metavar="INPUT"),
     ],
     output: Annotated[
         Path | None,

@@ -496,3 +496,25 @@ def test_cache_info_and_clear(tmp_path: Path, fake_model: list[FakeEngine], caps
     )
     assert code == 0
     assert "answers: 0" in run_cli(["cache", "info", "--cache-dir", str(cache)], capsys)[1]
+
+
+def test_every_exit_code_is_documented_in_help_and_readme(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["--help"], capsys)
+    assert code == 0
+    help_text = " ".join(out.split())
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("### Exit codes") :]
+    for exit_code, words in [(0, "everything converted"), (1, "some files or pages"), (2, "usage error"),
+                             (3, "the model could not be loaded"), (130, "interrupted")]:  # fmt: skip
+        assert f"{exit_code} {words}" in help_text
+        assert re.search(rf"^\| {exit_code} \| .*{words.split()[-1]}", table, flags=re.MULTILINE), exit_code
+    for option in [
+        "--glob",
+        "--exclude",
+        "--cache-dir",
+        "--no-cache",
+        "--report",
+        "--fail-fast",
+        "--max-page-error-rate",
+    ]:
+        assert option in out and f"`{option}" in readme
