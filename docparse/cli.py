@@ -478,6 +478,7 @@ def convert(
         writable_folder(report.parent, "--report")
     run = BatchRun(work.jobs, options, write_options, batch=batch, quiet=quiet, fail_fast=fail_fast,
                    max_page_error_rate=max_page_error_rate)  # fmt: skip
+    run.root = output if batch else None
     for warning in work.warnings:
         run.display.warning(warning)
     from docparse.cache import PageCache, default_cache_dir
@@ -515,6 +516,7 @@ class BatchRun:
         self.single: Document | None = None
         self.single_error: DocparseError | None = None
         self.engines: list[Engine] = []
+        self.root: Path | None = None  # the output folder of a batch
 
     def get_engine(self) -> Engine:
         if not self.engines:
@@ -570,7 +572,7 @@ class BatchRun:
         else:
             assert job.output is not None
             try:
-                write_output(doc, self.write_options, job.output)
+                write_output(doc, self.write_options, job.output, self.root)
             except DocparseError as exc:
                 self.report.finished_file(event.source, "failed", event.seconds, str(exc))
                 self.display.error(str(exc))
@@ -650,11 +652,17 @@ class BatchRun:
         return EXIT_FAILED if self.failed else EXIT_OK
 
 
-def write_output(doc: Document, options: WriteOptions, path: Path) -> None:
-    """Write one document of a batch to its output file (atomically)."""
+def write_output(doc: Document, options: WriteOptions, path: Path, root: Path | None = None) -> None:
+    """Write one document of a batch to its output file (atomically), refusing a path that a symbolic link
+    in the output tree would carry outside `root`."""
     from docparse.writers import write
 
     text = write(doc, options)
+    if root is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        real_root = os.path.realpath(root)
+        if os.path.commonpath([os.path.realpath(path.parent), real_root]) != real_root:
+            raise InputError(f"{path}: not written, a symbolic link would take it outside -o {root}")
     try:
         write_atomic(path, text)
     except OSError as exc:

@@ -180,7 +180,8 @@ def run_batch(
     Raises what get_engine raises (e.g. ModelUnavailableError), and any error saving --keep-raw.
     """
     stop = stop or threading.Event()
-    halt = threading.Event()  # our own stop: set by `stop`, or when we leave early
+    halt = threading.Event()  # our own stop: set by `stop`, or when we leave
+    gone = threading.Event()  # the coordinator has left: nothing reads the queue any more
     emit = events or (lambda _event: None)
     first_try = GenerationSettings(time_limit=options.page_timeout)
     q: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=64)
@@ -194,7 +195,7 @@ def run_batch(
     producer_done = False
 
     def put(item: tuple[Any, ...]) -> None:
-        while True:
+        while not gone.is_set():
             try:
                 q.put(item, timeout=0.1)
                 return
@@ -286,10 +287,10 @@ def run_batch(
                 outcomes.append((index, outcome))
                 slots.release()
                 released += 1
-            q.put(("result", outcomes))
+            put(("result", outcomes))
         except BaseException as exc:
             slots.release(len(batch) - released)
-            q.put(("crash", exc))
+            put(("crash", exc))
 
     def finish(index: int, interrupted: bool = False) -> None:
         doc = docs.pop(index)
@@ -371,6 +372,7 @@ def run_batch(
             finish(index, interrupted=True)
     finally:
         halt.set()  # lets the producer end when we leave early (an error, a second Ctrl-C)
+        gone.set()
     return stopped
 
 

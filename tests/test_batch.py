@@ -518,3 +518,18 @@ def test_every_exit_code_is_documented_in_help_and_readme(capsys: pytest.Capture
         "--max-page-error-rate",
     ]:
         assert option in out and f"`{option}" in readme
+
+
+def test_a_symbolic_link_in_the_output_folder_cannot_carry_an_output_outside_it(
+    tmp_path: Path, fake_model: list[FakeEngine], capsys: pytest.CaptureFixture[str]
+) -> None:
+    copies(tmp_path / "in" / "sub", 1)
+    copies(tmp_path / "in", 1)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "sub").symlink_to(outside)
+    code, _, err = run_cli([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q"], capsys)
+    assert code == 1 and "outside -o" in err
+    assert list(outside.iterdir()) == []
+    assert (tmp_path / "out" / "doc00.md").exists()
