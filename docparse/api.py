@@ -16,6 +16,7 @@ def convert(
     *,
     engine: Engine | None = None,
     progress: Callable[[Any], None] | None = None,
+    cache_dir: str | Path | None = None,
     **options: Any,
 ) -> Document:
     """Convert one PDF or image file into a Document, as `docparse PATH` does.
@@ -26,7 +27,8 @@ def convert(
     model is loaded (and closed afterwards) only once the input has opened; an engine you pass is
     left open, so one loaded model can serve many files. Raises docparse.errors.DocparseError
     subclasses (UsageError, InputError, ModelUnavailableError); a page the engine fails on becomes a
-    page with status "failed" instead.
+    page with status "failed" instead. With `cache_dir`, model answers are read from and stored in
+    that page cache (as the command line does by default), so converting again makes no model call.
     """
     from docparse.pipeline import convert as run
 
@@ -42,8 +44,11 @@ def convert(
             loaded.append(load_engine(records.model))
         return loaded[0]
 
+    from docparse.cache import PageCache
+
+    cache = PageCache(Path(cache_dir)) if cache_dir is not None else None
     try:
-        return run(Path(path), records, get_engine, progress=progress)
+        return run(Path(path), records, get_engine, progress=progress, cache=cache)
     finally:
         for own in loaded:
             own.close()

@@ -217,7 +217,11 @@ def run_batch(
                     put(("failed", index, exc, started))
                     continue
                 with doc:
-                    sha = sha256_file(path)
+                    try:
+                        sha = sha256_file(path)
+                    except OSError as exc:  # gone or unreadable since it was opened
+                        put(("failed", index, InputError(f"{path}: cannot read ({exc.strerror or exc})"), started))
+                        continue
                     put(("open", _Doc(index, path, sha, doc.page_count, list(doc.page_numbers), started)))
                     for number in doc.page_numbers:
                         if halt.is_set():

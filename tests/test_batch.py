@@ -533,3 +533,14 @@ def test_a_symbolic_link_in_the_output_folder_cannot_carry_an_output_outside_it(
     assert code == 1 and "outside -o" in err
     assert list(outside.iterdir()) == []
     assert (tmp_path / "out" / "doc00.md").exists()
+
+
+def test_the_python_api_uses_a_page_cache_when_given_one(tmp_path: Path) -> None:
+    import docparse
+
+    engine = FakeEngine()
+    first = docparse.convert(SAMPLE, engine=engine, cache_dir=tmp_path / "c", max_pixels=200_704)
+    second = docparse.convert(SAMPLE, engine=engine, cache_dir=tmp_path / "c", max_pixels=200_704)
+    assert first == second and engine.calls == [1]
+    docparse.convert(SAMPLE, engine=engine, max_pixels=200_704)  # no cache: the model again
+    assert engine.calls == [1, 1]
