@@ -474,6 +474,15 @@ def convert(
         raise UsageError(f"nothing to convert in {', '.join(map(str, inputs))} (no PDF or image files matched)")
     if batch and output is not None:
         writable_folder(output, "-o")
+    if keep_raw is not None:
+        stems: dict[str, Path] = {}
+        for job in work.jobs:
+            other = stems.setdefault(job.source.stem, job.source)
+            if other != job.source:
+                raise UsageError(
+                    f"--keep-raw: {other} and {job.source} would save their raw answers under the same "
+                    f"name ({job.source.stem}.page-N.html); convert them in separate runs"
+                )
     if report is not None:
         writable_folder(report.parent, "--report")
     run = BatchRun(work.jobs, options, write_options, batch=batch, quiet=quiet, fail_fast=fail_fast,
@@ -626,7 +635,7 @@ class BatchRun:
             raise
         finally:
             if in_main:
-                signal.signal(signal.SIGINT, previous)
+                signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
             for engine in self.engines:
                 engine.close()
             if report_path is not None:

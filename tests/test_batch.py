@@ -206,13 +206,22 @@ def never() -> Engine:
     raise AssertionError("the model must not be loaded when every page is cached")
 
 
-def test_a_second_run_makes_no_model_call_and_loads_no_model(tmp_path: Path) -> None:
+def test_a_second_run_makes_no_model_call_loads_no_model_and_renders_no_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cache = PageCache(tmp_path / "cache")
     engine = FakeEngine()
+    blank = shared_file("fixtures", "pdfs", "blank-page-no-content.pdf")
     first = convert(SAMPLE, SMALL, lambda: engine, cache=cache)
+    first_blank = convert(blank, SMALL, never, cache=cache)
     assert engine.calls == [1]
-    again = convert(SAMPLE, SMALL, never, cache=cache)
-    assert again == first
+
+    def render(self: InputDocument, number: int) -> object:
+        raise AssertionError("a page whose answers are all cached must not be rendered again")
+
+    monkeypatch.setattr(InputDocument, "render", render)
+    assert convert(SAMPLE, SMALL, never, cache=cache) == first
+    assert convert(blank, SMALL, never, cache=cache) == first_blank
 
 
 @pytest.mark.parametrize(
@@ -396,6 +405,7 @@ def test_exit_0_when_everything_converts_and_the_log_is_plain_lines(
         (["-o", "out.md"], "looks like a file"),
         (["-o", "out", "--glob", "*.txt"], "nothing to convert"),
         (["-o", "out", "--max-page-error-rate", "2"], "--max-page-error-rate"),
+        (["-o", "out", "in/sub", "--keep-raw", "raw"], "same name"),
     ],
 )
 def test_usage_errors_of_a_batch_exit_2(
@@ -403,6 +413,7 @@ def test_usage_errors_of_a_batch_exit_2(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     copies(tmp_path / "in", 1)
+    copies(tmp_path / "in" / "sub", 1)
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(["in", *args], capsys)
     assert code == 2 and needle in err and "Traceback" not in err
