@@ -77,6 +77,8 @@ class _Slots:
         self._free = size
 
     def resize(self, size: int) -> None:
+        if size == self._size:
+            return
         with self._cv:
             self._free += size - self._size
             self._size = size
@@ -334,9 +336,10 @@ def run_batch(
                 pending.clear()
             if pending and engine is None:
                 engine = get_engine()
-                slots.resize(max(1, engine.batch_size) * (max(1, engine.concurrency) + 1))
             if engine is not None:
+                # Read each time: an engine may change its batch size (e.g. halved after running out of memory).
                 size, parallel = max(1, engine.batch_size), max(1, engine.concurrency)
+                slots.resize(size * (parallel + 1))
                 while pending and inflight < parallel and (len(pending) >= size or producer_done):
                     batch, pending[:] = pending[:size], pending[size:]
                     inflight += 1

@@ -555,3 +555,16 @@ def test_the_python_api_uses_a_page_cache_when_given_one(tmp_path: Path) -> None
     assert first == second and engine.calls == [1]
     docparse.convert(SAMPLE, engine=engine, max_pixels=200_704)  # no cache: the model again
     assert engine.calls == [1, 1]
+
+
+def test_an_engine_that_changes_its_batch_size_mid_run_still_finishes(tmp_path: Path) -> None:
+    engine = FakeEngine(batch_size=1)
+
+    def grow(n: int) -> None:
+        if n == 1:
+            engine.batch_size = 5  # more than the scheduler had room for when the run began
+
+    engine.on_call = grow
+    results = done(collect(copies(tmp_path, 8), SMALL, engine))
+    assert all(r.document is not None for r in results)
+    assert engine.calls[0] == 1 and max(engine.calls) == 5 and sum(engine.calls) == 8
