@@ -568,3 +568,47 @@ def test_an_engine_that_changes_its_batch_size_mid_run_still_finishes(tmp_path: 
     results = done(collect(copies(tmp_path, 8), SMALL, engine))
     assert all(r.document is not None for r in results)
     assert engine.calls[0] == 1 and max(engine.calls) == 5 and sum(engine.calls) == 8
+
+
+def run_on_a_terminal(args: list[str], env: dict[str, str]) -> str:
+    """stderr of `docparse ARGS` run with a pseudo-terminal as its stderr, as a person at a terminal sees it."""
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "docparse", *args], stdout=subprocess.DEVNULL, stderr=slave, env=env, cwd=REPO
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=120)
+    os.close(master)
+    assert proc.returncode == 0
+    return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def test_a_terminal_gets_progress_bars_in_colour_unless_no_color(
+    tmp_path: Path, fake_model: list[FakeEngine], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The pages are cached by a run here first, so the terminal runs need no model at all.
+    copies(tmp_path / "in", 2)
+    cache = tmp_path / "cache"
+    args = [str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--cache-dir", str(cache), "--max-pixels", "200704"]
+    assert run_cli([*args, "-q"], capsys)[0] == 0
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | {"TERM": "xterm-256color", "COLUMNS": "100"}
+    coloured = run_on_a_terminal(args, env)
+    assert "files" in coloured and "pages" in coloured and "2/2" in coloured and "pages/s" in coloured
+    assert re.search(r"\x1b\[(3|9)\dm", coloured)  # colour codes
+    assert "page 1 (1/1)" not in coloured  # the bars replace the per-page lines
+    plain = run_on_a_terminal(args, env | {"NO_COLOR": "1"})
+    assert "2/2" in plain and "pages/s" in plain
+    assert not re.search(r"\x1b\[(3|9)\dm", plain)
