@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -496,6 +498,9 @@ def convert(
     return run.run(cache, report)
 
 
+REPORT_EVERY = 10.0  # seconds between rewrites of --report while a batch runs
+
+
 class BatchRun:
     """One `docparse INPUT...` run: the scheduler's events turned into outputs, progress, a report and an exit code."""
 
@@ -526,6 +531,8 @@ class BatchRun:
         self.single_error: DocparseError | None = None
         self.engines: list[Engine] = []
         self.root: Path | None = None  # the output folder of a batch
+        self.report_path: Path | None = None
+        self.report_written = time.monotonic()
 
     def get_engine(self) -> Engine:
         if not self.engines:
@@ -558,6 +565,10 @@ class BatchRun:
             self.display.page(event)
         else:
             self.file_done(event)
+            now = time.monotonic()
+            if self.report_path is not None and now - self.report_written >= REPORT_EVERY:
+                self.report_written = now  # so that even a killed run leaves a recent report
+                self._write_report()
 
     def file_done(self, event: FileDone) -> None:
         job = self.jobs[event.index]
@@ -610,9 +621,18 @@ class BatchRun:
         self.stop.set()
         self.display.error("interrupted: finishing the pages in flight (Ctrl-C again to stop at once)")
 
+    def _write_report(self) -> None:
+        if self.report_path is None:
+            return
+        try:
+            self.report.write(self.report_path)
+        except OSError as exc:
+            self.display.error(f"--report {self.report_path}: cannot write ({exc.strerror or exc})")
+
     def run(self, cache: PageCache | None, report_path: Path | None) -> int:
         from docparse.scheduler import run_batch
 
+        self.report_path = report_path
         in_main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, self._on_sigint) if in_main else None
         try:
@@ -638,11 +658,7 @@ class BatchRun:
                 signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
             for engine in self.engines:
                 engine.close()
-            if report_path is not None:
-                try:
-                    self.report.write(report_path)
-                except OSError as exc:
-                    self.display.error(f"--report {report_path}: cannot write ({exc.strerror or exc})")
+            self._write_report()
         if self.single_error is not None:
             raise self.single_error
         if self.single is not None:
@@ -667,6 +683,9 @@ def write_output(doc: Document, options: WriteOptions, path: Path, root: Path | 
     from docparse.writers import write
 
     text = write(doc, options)
+    for stale in path.parent.glob(f".{glob_escape(path.name)}.*.part"):  # left by a run that was killed mid-write
+        with contextlib.suppress(OSError):
+            stale.unlink()
     if root is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         real_root = os.path.realpath(root)

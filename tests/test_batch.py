@@ -612,3 +612,29 @@ def test_a_terminal_gets_progress_bars_in_colour_unless_no_color(
     plain = run_on_a_terminal(args, env | {"NO_COLOR": "1"})
     assert "2/2" in plain and "pages/s" in plain
     assert not re.search(r"\x1b\[(3|9)\dm", plain)
+
+
+def test_the_report_is_rewritten_during_a_run_and_stale_temporary_files_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import docparse.cli
+    import docparse.engines.transformers as transformers_engine
+
+    report = tmp_path / "r.json"
+    seen: list[list[str]] = []
+
+    def peek(n: int) -> None:  # what a killed run would leave: the report as of the files done so far
+        if n == 2:
+            seen.append([f["status"] for f in json.loads(report.read_text())["files"]])
+
+    engine = FakeEngine(on_call=peek)
+    monkeypatch.setattr(transformers_engine, "load_engine", lambda _o: engine)
+    monkeypatch.setattr(docparse.cli, "REPORT_EVERY", 0.0)
+    copies(tmp_path / "in", 2)
+    stale = tmp_path / "out" / ".doc00.md.x1y2z3.part"  # as write_atomic leaves it when killed mid-write
+    stale.parent.mkdir()
+    stale.write_text("half a docu")
+    code, _, _ = run_cli([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--report", str(report), "-q"], capsys)
+    assert code == 0
+    assert seen == [["converted", "interrupted"]]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["doc00.md", "doc01.md"]
