@@ -21,6 +21,7 @@ from docparse.config import (
     Device,
     DType,
     Format,
+    Images,
     WriteOptions,
     convert_options,
 )
@@ -35,7 +36,6 @@ from docparse.errors import (
     DocparseError,
     UsageError,
 )
-from docparse.files import write_atomic
 from docparse.pipeline import PageDone
 from docparse.prompt import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -87,6 +87,25 @@ PageBreaksOption = Annotated[
 ]
 ToOption = Annotated[Format | None, typer.Option("--to", help="Output format (default: from -o, else md).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")]
+ImagesOption = Annotated[
+    Images | None,
+    typer.Option(
+        "--images",
+        help=(
+            "Crops of figures, charts, chemical structures and music sheets: files (saved as PNG in "
+            "<stem>_files/ beside -o), embed (data URIs in the output), none. "
+            "Default: files with -o FILE, none on stdout (where files is an error)."
+        ),
+        show_default=False,
+    ),
+]
+OnlineAssetsOption = Annotated[
+    bool,
+    typer.Option(
+        "--online-assets",
+        help="HTML may load abcjs from a CDN to draw ABC music as notation (default: self-contained, no script).",
+    ),
+]
 
 convert_app = typer.Typer(
     add_completion=False,
@@ -155,19 +174,29 @@ def check_output(output: Path | None) -> None:
     writable_folder(output.parent, "-o")
 
 
-def emit(doc: Document, options: WriteOptions, output: Path | None) -> None:
-    """Write the document to -o (atomically) or to stdout."""
-    from docparse.writers import write
+def to_stdout(output: Path | None) -> bool:
+    return output is None or str(output) == "-"
 
-    text = write(doc, options)
-    if output is None or str(output) == "-":
-        sys.stdout.write(text)
+
+def images_mode(images: Images | None, output: Path | None) -> Images:
+    """--images, by default files when writing a file and none on stdout (files cannot go there)."""
+    if images is None:
+        return "none" if to_stdout(output) else "files"
+    if images == "files" and to_stdout(output):
+        raise UsageError("--images files needs -o FILE (the crops go beside it): on stdout use --images embed or none")
+    return images
+
+
+def emit(doc: Document, options: WriteOptions, output: Path | None, password: str | None = None) -> None:
+    """Write the document, with its crops as `options.images` asks, to -o (atomically) or to stdout."""
+    from docparse.assets import write_with_assets
+
+    written = write_with_assets(doc, options, None if to_stdout(output) else output, password=password)
+    for warning in written.warnings:
+        err.print(f"docparse: warning: {warning}", markup=False)
+    if to_stdout(output):
+        sys.stdout.write(written.text)
         sys.stdout.flush()
-        return
-    try:
-        write_atomic(output, text)
-    except OSError as exc:
-        raise UsageError(f"-o {output}: cannot write ({exc.strerror or exc})") from None
 
 
 def _reporter(quiet: bool) -> Callable[[PageDone], None]:
@@ -251,6 +280,8 @@ def convert(
     no_merge: NoMergeOption = False,
     page_markers: PageMarkersOption = False,
     page_breaks: PageBreaksOption = False,
+    images: ImagesOption = None,
+    online_assets: OnlineAssetsOption = False,
     max_retries: Annotated[
         int,
         typer.Option(
@@ -298,7 +329,12 @@ def convert(
         page_timeout=page_timeout,
     )
     write_options = WriteOptions(
-        format=fmt, keep_furniture=keep_furniture, page_markers=page_markers, page_breaks=page_breaks
+        format=fmt,
+        keep_furniture=keep_furniture,
+        page_markers=page_markers,
+        page_breaks=page_breaks,
+        images=images_mode(images, output),
+        online_assets=online_assets,
     )
     from docparse.pipeline import convert as run
 
@@ -327,7 +363,7 @@ def convert(
     finally:
         for engine in engine_holder:
             engine.close()
-    emit(doc, write_options, output)
+    emit(doc, write_options, output, password=password)
     return _exit_for(doc)
 
 
@@ -366,12 +402,23 @@ def render(
     no_merge: NoMergeOption = False,
     page_markers: PageMarkersOption = False,
     page_breaks: PageBreaksOption = False,
+    images: ImagesOption = None,
+    online_assets: OnlineAssetsOption = False,
+    password: Annotated[
+        str | None,
+        typer.Option("--password", envvar="DOCPARSE_PASSWORD", help="Password of an encrypted source PDF (crops)."),
+    ] = None,
     quiet: QuietOption = False,
 ) -> int:
     fmt = output_format(output, to)
     check_output(output)
     write_options = WriteOptions(
-        format=fmt, keep_furniture=keep_furniture, page_markers=page_markers, page_breaks=page_breaks
+        format=fmt,
+        keep_furniture=keep_furniture,
+        page_markers=page_markers,
+        page_breaks=page_breaks,
+        images=images_mode(images, output),
+        online_assets=online_assets,
     )
     documents = [a for a in answers if a.suffix.lower() == ".json"]
     if documents:
@@ -384,7 +431,7 @@ def render(
             )
         from docparse.pipeline import load_document
 
-        emit(load_document(documents[0]), write_options, output)
+        emit(load_document(documents[0]), write_options, output, password=password)
         return EXIT_OK
     img = parse_size(image_size, "--image-size") if image_size else None
     page = parse_page_size(page_size) if page_size else None
@@ -400,7 +447,7 @@ def render(
         progress=_reporter(quiet),
         assemble_options=AssembleOptions(merge=not no_merge),
     )
-    emit(doc, write_options, output)
+    emit(doc, write_options, output, password=password)
     return _exit_for(doc)
 
 
