@@ -65,7 +65,9 @@ def draw_pdf(path: Path) -> None:
     page.insert_text((78, 320), "Metal   Symbol", fontsize=9)
     # Chart: bars.
     for i, height in enumerate((40, 80, 120)):
-        page.draw_rect(pymupdf.Rect(100 + i * 60, 500 - height, 140 + i * 60, 500), color=(0.1, 0.3, 0.7), fill=(0.3, 0.5, 0.9))
+        page.draw_rect(
+            pymupdf.Rect(100 + i * 60, 500 - height, 140 + i * 60, 500), color=(0.1, 0.3, 0.7), fill=(0.3, 0.5, 0.9)
+        )
     page.draw_line((90, 500), (290, 500))
     # Chemistry: a five-membered ring with two carbonyls.
     ring = [(380, 320), (410, 342), (398, 378), (362, 378), (350, 342)]
@@ -102,7 +104,8 @@ Figure 1: Three coloured blocks.</p></div>
 <tr><td>Gold</td><td>Au</td></tr></table>
 <div class="chart" data-bbox="{chart}"><img data-bbox="{chart}"/><table><tr><th>Year</th><th>Sales</th></tr>\
 <tr><td>2021</td><td>40</td></tr><tr><td>2022</td><td>80</td></tr><tr><td>2023</td><td>120</td></tr></table></div>
-<div class="chemical formula" format="smile" data-bbox="{chem}"><img data-bbox="{chem}"/><div>O=C1C=CC(=O)N1C</div></div>
+<div class="chemical formula" format="smile" data-bbox="{chem}"><img data-bbox="{chem}"/>\
+<div>O=C1C=CC(=O)N1C</div></div>
 <div class="chemical formula" format="smile" data-bbox="{chem_bad}"><img data-bbox="{chem_bad}"/><div>C1CC(C</div></div>
 <div class="music sheet" format="abc notation" data-bbox="{music}"><img data-bbox="{music}"/><div>X:1
 T:Scale
