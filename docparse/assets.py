@@ -15,7 +15,7 @@ import dataclasses
 import io
 import re
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeAlias
@@ -34,6 +34,8 @@ PICTURED = (Figure, Chart, Chemistry, Music)
 # often less), and never larger than MAX_CROP_SIDE pixels on their long side.
 CROP_DPI = 300
 MAX_CROP_SIDE = 4000
+# The model's answer is untrusted: a page that claims more pictures than this gets crops for the first ones only.
+MAX_CROPS_PER_PAGE = 64
 DATA_URI_PREFIX = "data:image/png;base64,"
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
@@ -95,7 +97,8 @@ def check_notation(doc: Document) -> Document:
     return _map_blocks(doc, lambda page, block, index: checked(block))
 
 
-def _map_blocks(doc: Document, fn: Any) -> Document:
+def _map_blocks(doc: Document, fn: Callable[[Page, Block, int], Block]) -> Document:
+    """The document with each page's blocks passed through `fn(page, block, position)`."""
     pages = []
     for page in doc.pages:
         blocks = tuple(fn(page, block, i) for i, block in enumerate(page.blocks))
@@ -243,9 +246,13 @@ def add_crops(
         return doc, (), (f"pictures were not cropped: {exc}",)
     refs: dict[tuple[int, int], str] = {}
     written: list[Path] = []
+    notes: list[str] = []
     try:
         for page in doc.pages:
-            for position, block, index in _pictured(page):
+            for count, (position, block, index) in enumerate(_pictured(page), 1):
+                if count > MAX_CROPS_PER_PAGE:
+                    notes.append(f"page {page.number}: only its first {MAX_CROPS_PER_PAGE} pictures were cropped")
+                    break
                 png = cropper.crop(page, block)
                 if png is None:
                     continue
@@ -263,8 +270,23 @@ def add_crops(
                 refs[(page.number, position)] = f"{folder.name}/{path.name}"
     finally:
         cropper.close()
+    if mode == "files" and output is not None:
+        _remove_stale(assets_folder(output), written)
     updated = _map_blocks(doc, lambda page, b, i: _with_image(b, refs.get((page.number, i), _image_of(b))))
-    return updated, tuple(written), ()
+    return updated, tuple(written), tuple(notes)
+
+
+_CROP_FILE = re.compile(r"p\d{4}-[a-z]+\d+\.png")
+
+
+def _remove_stale(folder: Path, written: Sequence[Path]) -> None:
+    """Crops an earlier run left in `folder` that this run did not write again (only names of our pattern)."""
+    keep = {p.name for p in written}
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if _CROP_FILE.fullmatch(path.name) and path.name not in keep and path.is_file():
+            path.unlink(missing_ok=True)
 
 
 def _image_of(block: Block) -> str | None:
@@ -311,8 +333,3 @@ def write_with_assets(
         except OSError as exc:
             raise UsageError(f"-o {output}: cannot write ({exc.strerror or exc})") from None
     return Written(text=text, files=files, warnings=(*warnings, *notation_warnings(doc)))
-
-
-def crop_files(doc: Document) -> Sequence[str]:
-    """The crop references a document holds, in order (for reports and tests)."""
-    return [b.image for page in doc.pages for b in page.blocks if isinstance(b, PICTURED) and b.image]

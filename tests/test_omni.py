@@ -8,6 +8,7 @@ depend on which extras or versions are installed; the checkers' own effects are 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import io
 import json
@@ -462,3 +463,50 @@ def test_a_music_block_without_a_box_gets_no_crop(tmp_path: Path, capsys: pytest
     )
     done, files, warnings = add_crops(doc, WriteOptions(images="files"), tmp_path / "m.html")
     assert files == () and warnings == () and all(getattr(b, "image", None) is None for b in iter_blocks(done))
+
+
+def test_convert_of_a_pdf_crops_from_the_file_it_converted(tmp_path: Path) -> None:
+    """The whole path a user takes: the pipeline converts omni.pdf (a scripted engine answers with the
+    omni answer), then the write step crops from the input, recorded with its SHA-256."""
+    import docparse
+    from tests.test_pipeline import ScriptedEngine
+
+    answer = (OMNI / "page-0001.html").read_text(encoding="utf-8")
+    engine = ScriptedEngine(lambda image, n: answer)
+    doc = docparse.convert(OMNI / "omni.pdf", engine=engine)
+    assert engine.calls == [[(1092, 1428)]]  # the size the answer's boxes were made for
+    out = tmp_path / "converted.html"
+    warnings = docparse.save(doc, out, "html")
+    assert not [w for w in warnings if "crop" in w]
+    root = lxml.html.fromstring(out.read_text(encoding="utf-8"))
+    assert [img.get("src") for img in root.iter("img")] == [f"converted_files/p0001-{k}.png" for k in KINDS]
+    chart = Image.open(tmp_path / "converted_files" / "p0001-chart1.png")
+    assert abs(chart.width - 228 * 300 / 72) < 6 and abs(chart.height - 150 * 300 / 72) < 6
+    # A second save with fewer pictures leaves no stale crop behind.
+    first_page_only = Document(
+        source=doc.source,
+        pages=(dataclasses.replace(doc.pages[0], blocks=doc.pages[0].blocks[:3]),),
+        metadata=doc.metadata,
+    )
+    docparse.save(first_page_only, out, "html")
+    assert [p.name for p in (tmp_path / "converted_files").iterdir()] == ["p0001-figure1.png"]
+    embedded = docparse.write(doc, "md", images="embed")
+    assert embedded.count("](data:image/png;base64,") == len(KINDS)
+
+
+def test_a_page_claiming_hundreds_of_pictures_gets_a_bounded_number_of_crops(tmp_path: Path) -> None:
+    from docparse.assets import MAX_CROPS_PER_PAGE, add_crops
+    from docparse.config import WriteOptions
+    from docparse.document import Box, Page
+
+    source = tmp_path / "scan.png"
+    Image.new("RGB", (100, 100), "white").save(source)
+    figures = tuple(Figure(box=Box(0, 0, 10 + i % 50, 10 + i % 50)) for i in range(300))
+    doc = Document(
+        source=str(source), pages=(Page(number=1, width=100, height=100, unit="px", image_size=None, blocks=figures),)
+    )
+    done, files, warnings = add_crops(doc, WriteOptions(images="files"), tmp_path / "many.md")
+    assert len(files) == MAX_CROPS_PER_PAGE
+    assert warnings == (f"page 1: only its first {MAX_CROPS_PER_PAGE} pictures were cropped",)
+    images = [b.image for b in done.pages[0].blocks if isinstance(b, Figure)]
+    assert images[MAX_CROPS_PER_PAGE - 1] is not None and images[MAX_CROPS_PER_PAGE] is None

@@ -97,9 +97,10 @@ hr.page-break{border:0;border-top:2px dashed #8c959f;margin:2rem 0}
 @media print{hr.page-break{break-after:page;border:0}}"""
 
 # The allow-list of the final sanitiser pass: exactly the tags and attributes this writer emits.
-# Anything else (script, iframe, object, embed, form, meta, base, style, img, on* handlers, style
-# attributes, URLs other than http/https/mailto) is dropped by nh3 (ammonia) even if a later edit
-# of this module let model text through unescaped.
+# Anything else (script, iframe, object, embed, form, meta, base, style, on* handlers, style
+# attributes, links other than http/https/mailto, images other than our crops, MathML or SVG
+# elements outside docparse.notation's allow-lists) is dropped by nh3 (ammonia) even if a later
+# edit of this module let model text through unescaped.
 _ALLOWED_TAGS = frozenset(
     {
         "main", "section", "div", "span", "p", "strong", "em", "u", "s", "sub", "sup", "code", "pre", "br", "a",
@@ -134,17 +135,12 @@ def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
     if tag == "a" and attribute == "href":
         return safe_href(value)
     if tag == "img" and attribute == "src":
-        return value if image_url(html.unescape(value)) is not None or _is_quoted_crop(value) else None
+        return value if image_url(value) is not None else None
     if attribute == "src":
         return None
     if tag in _NOTATION_TAGS and ("(" in value or "javascript" in value.lower()):
         return None
     return value
-
-
-def _is_quoted_crop(value: str) -> bool:
-    """A crop path as the writer emits it (percent-encoded), e.g. `my%20doc_files/p0001-figure1.png`."""
-    return re.fullmatch(r"[\w%.~-]+_files/p\d{4}-[a-z]+\d+\.png", value) is not None
 
 
 # A <pre> start tag as the sanitiser serialises it (attribute values double-quoted).
