@@ -8,12 +8,18 @@ and its path printed. Without chromium the tests skip locally; with CI=true they
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import http.server
 import os
 import shutil
+import ssl
+import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -200,3 +206,105 @@ def test_hostile_answer_runs_nothing_in_chromium(browser: Any, tmp_path: Path) -
     )
     assert state == [True, 0, 0, True, True]
     assert browser.current_url == out.as_uri()
+
+
+# abcjs as published on npm (.ci/run fetches it with `npm pack`); the test serves it to Chromium as
+# cdn.jsdelivr.net from a local HTTPS server, so nothing leaves the machine.
+def _abcjs_file() -> Path:
+    from docparse.writers.html import ABCJS_VERSION
+
+    default = REPO / "test-artifacts" / "abcjs" / ABCJS_VERSION / "package" / "dist" / "abcjs-basic-min.js"
+    return Path(os.environ.get("DOCPARSE_ABCJS", default))
+
+
+class _CdnHandler(http.server.BaseHTTPRequestHandler):
+    body = b""
+    path_served = ""
+    requests: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        type(self).requests.append(self.path)
+        if self.path != self.path_served:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/javascript")
+        self.send_header("Access-Control-Allow-Origin", "*")  # the page loads it with crossorigin + integrity
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_cdn(tmp_path: Path) -> Iterator[int]:
+    """A local HTTPS server answering for the abcjs URL docparse pins; yields its port."""
+    from docparse.writers.html import ABCJS_INTEGRITY, ABCJS_URL
+
+    abcjs = _abcjs_file()
+    if not abcjs.exists():
+        _unavailable(f"{abcjs} is absent (.ci/run fetches it: npm pack abcjs)")
+    if shutil.which("openssl") is None:
+        _unavailable("openssl is not installed (needed for the local HTTPS server)")
+    body = abcjs.read_bytes()
+    # The pinned integrity is that of the published file: if this fails, the pin is wrong.
+    assert "sha384-" + base64.b64encode(hashlib.sha384(body).digest()).decode() == ABCJS_INTEGRITY
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=cdn.jsdelivr.net",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    _CdnHandler.body, _CdnHandler.path_served = body, ABCJS_URL.split("cdn.jsdelivr.net", 1)[1]
+    _CdnHandler.requests = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CdnHandler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_online_assets_draw_abc_as_notation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_cdn: int) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    monkeypatch.chdir(REPO)
+    page = render_html(tmp_path, "online.html", "--online-assets", "--images", "none")
+    profile = tempfile.mkdtemp(prefix="docparse-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    extra = [
+        f"--host-resolver-rules=MAP cdn.jsdelivr.net 127.0.0.1:{fake_cdn}",
+        "--ignore-certificate-errors",
+        f"--user-data-dir={profile}",
+    ]
+    for flag in [*FLAGS, *extra]:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        log = open_page(driver, page)
+        assert errors(log) == []
+        drawn = driver.execute_script(
+            "const d = document.querySelector('figure.music .abc-notation');"
+            "return d ? [d.querySelectorAll('svg').length, d.querySelectorAll('path').length,"
+            " d.getBoundingClientRect().height, d.nextElementSibling.tagName, d.nextElementSibling.textContent] : null"
+        )
+        assert drawn is not None, _CdnHandler.requests
+        svgs, paths, height, sibling, abc = drawn
+        assert svgs >= 1 and paths >= 8 and height > 40  # staff lines, clef, note heads
+        assert sibling == "PRE" and abc.startswith("X:1\nT:Scale")  # the ABC text stays beside it
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.find_element("css selector", "figure.music").screenshot(str(ARTIFACTS / "abc-notation-chromium.png"))
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)

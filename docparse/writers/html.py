@@ -173,7 +173,8 @@ _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:"
 
 # --online-assets: abcjs (MIT) from jsDelivr, pinned and checked by its SHA-384 (that of
 # dist/abcjs-basic-min.js in the npm package abcjs@6.4.4), draws each ABC block as notation.
-ABCJS_URL = "https://cdn.jsdelivr.net/npm/abcjs@6.4.4/dist/abcjs-basic-min.js"
+ABCJS_VERSION = "6.4.4"
+ABCJS_URL = f"https://cdn.jsdelivr.net/npm/abcjs@{ABCJS_VERSION}/dist/abcjs-basic-min.js"
 ABCJS_INTEGRITY = "sha384-sk+P5M5THZ2+cNNE7wQUEAwkU+812jPeru2bG637mOeCRxiCbs2hD05PdpeqFhjh"
 _ABC_INIT = (
     'document.querySelectorAll("pre.abc").forEach(function (pre) {'
