@@ -126,6 +126,8 @@ def find_source(doc: Document) -> tuple[Path | None, str | None]:
     source = Path(doc.source)
     candidates = [source]
     rendered = doc.metadata.get("rendered_from")
+    if isinstance(rendered, list) and doc.source in rendered:
+        return None, "the answers were rendered without a --keep-raw sidecar naming their source file"
     if not source.is_absolute() and isinstance(rendered, list) and rendered and isinstance(rendered[0], str):
         candidates.append(Path(rendered[0]).parent / source)
         candidates.append(Path(rendered[0]).parent / source.name)
@@ -227,8 +229,8 @@ def add_crops(
 
     `options.images`: "none" clears every `image`; "embed" sets PNG data URIs; "files" writes the
     crops under assets_folder(output) and sets paths relative to the output (UsageError without an
-    output file). When no crop can be made (the source file is gone or changed) the blocks keep the
-    `image` they had and a warning says why.
+    output file). A block whose crop could not be made has none. When the source file is gone or
+    changed, no crop can be made at all: the blocks keep the `image` they had and a warning says why.
     """
     mode = options.images
     if mode == "none":
@@ -253,7 +255,11 @@ def add_crops(
                 if count > MAX_CROPS_PER_PAGE:
                     notes.append(f"page {page.number}: only its first {MAX_CROPS_PER_PAGE} pictures were cropped")
                     break
-                png = cropper.crop(page, block)
+                try:
+                    png = cropper.crop(page, block)
+                except Exception as exc:  # a broken page in a PDF MuPDF otherwise reads: that crop only
+                    notes.append(f"page {page.number}: a {block_type_name(block)} could not be cropped ({exc})")
+                    continue
                 if png is None:
                     continue
                 if mode == "embed":
@@ -272,7 +278,7 @@ def add_crops(
         cropper.close()
     if mode == "files" and output is not None:
         _remove_stale(assets_folder(output), written)
-    updated = _map_blocks(doc, lambda page, b, i: _with_image(b, refs.get((page.number, i), _image_of(b))))
+    updated = _map_blocks(doc, lambda page, b, i: _with_image(b, refs.get((page.number, i))))
     return updated, tuple(written), tuple(notes)
 
 
@@ -287,10 +293,6 @@ def _remove_stale(folder: Path, written: Sequence[Path]) -> None:
     for path in folder.iterdir():
         if _CROP_FILE.fullmatch(path.name) and path.name not in keep and path.is_file():
             path.unlink(missing_ok=True)
-
-
-def _image_of(block: Block) -> str | None:
-    return block.image if isinstance(block, PICTURED) else None
 
 
 def _with_image(block: Block, ref: str | None) -> Block:

@@ -510,3 +510,37 @@ def test_a_page_claiming_hundreds_of_pictures_gets_a_bounded_number_of_crops(tmp
     assert warnings == (f"page 1: only its first {MAX_CROPS_PER_PAGE} pictures were cropped",)
     images = [b.image for b in done.pages[0].blocks if isinstance(b, Figure)]
     assert images[MAX_CROPS_PER_PAGE - 1] is not None and images[MAX_CROPS_PER_PAGE] is None
+
+
+def test_bare_answers_name_no_source_to_crop_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bare = tmp_path / "bare.html"
+    bare.write_text((OMNI / "page-0001.html").read_text(encoding="utf-8"), encoding="utf-8")  # no sidecar
+    out = tmp_path / "bare.md"
+    code, _, err = run(["render", str(bare), "--image-size", "1092x1428", "-o", str(out)], capsys)
+    assert code == 0 and out.exists() and not (tmp_path / "bare_files").exists()
+    assert "pictures were not cropped: the answers were rendered without a --keep-raw sidecar" in err
+
+
+def test_a_crop_that_fails_is_reported_and_the_others_are_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, in_repo: None
+) -> None:
+    from docparse import assets
+
+    real_crop = assets._Cropper.crop
+
+    def flaky(self: assets._Cropper, page: object, block: object) -> bytes | None:
+        if isinstance(block, Chemistry):
+            raise RuntimeError("MuPDF error: broken content stream")
+        return real_crop(self, page, block)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(assets._Cropper, "crop", flaky)
+    out = tmp_path / "doc.md"
+    code, _, err = run(["render", ANSWER, "-o", str(out)], capsys)
+    assert code == 0
+    assert err.count("a chemistry could not be cropped (MuPDF error: broken content stream)") == 2
+    assert sorted(p.name for p in (tmp_path / "doc_files").iterdir()) == [
+        "p0001-chart1.png",
+        "p0001-figure1.png",
+        "p0001-music1.png",
+    ]
+    assert "![Chemical structure]" not in out.read_text(encoding="utf-8")
