@@ -168,6 +168,7 @@ def test_markdown_parses_into_tables_fences_images_and_math(
     assert intro.find("a").get("href") == "https://example.org/omni"
     assert "$E = mc^2$" in intro.text_content()
     assert "$$\n\\int_0^1 x^2\\,dx = \\frac{1}{3}\n$$" in md and "$$\n\\sqrt{a^2+b^2}\n$$" in md
+    assert "border: 1px" not in md and "table1" not in md  # the answer's <style> block is not content
 
 
 def test_html_formulas_are_mathml_with_the_latex_as_annotation(
@@ -544,3 +545,32 @@ def test_a_crop_that_fails_is_reported_and_the_others_are_made(
         "p0001-music1.png",
     ]
     assert "![Chemical structure]" not in out.read_text(encoding="utf-8")
+
+
+def test_an_encrypted_source_is_cropped_with_its_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], in_repo: None
+) -> None:
+    import pymupdf
+
+    locked = tmp_path / "locked.pdf"
+    with pymupdf.open(OMNI / "omni.pdf") as pdf:
+        pdf.save(locked, encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw="s3cret", owner_pw="owner")
+    saved = tmp_path / "saved.json"
+    assert run(["render", ANSWER, "-o", str(saved), "--images", "none"], capsys)[0] == 0
+    data = json.loads(saved.read_text(encoding="utf-8"))
+    data["source"] = str(locked)
+    saved.write_text(json.dumps(data), encoding="utf-8")
+    code, _, err = run(["render", str(saved), "-o", str(tmp_path / "no.html")], capsys)
+    assert code == 0 and "is encrypted: its crops need --password" in err
+    assert not (tmp_path / "no_files").exists()
+    code, _, err = run(["render", str(saved), "-o", str(tmp_path / "yes.html"), "--password", "s3cret"], capsys)
+    assert code == 0 and "crop" not in err
+    assert len(list((tmp_path / "yes_files").iterdir())) == len(KINDS)
+
+
+@pytest.mark.parametrize("command", [[], ["render"]])
+def test_help_documents_the_images_options(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run([*command, "--help"], capsys)
+    assert code == 0
+    text = " ".join(out.split())
+    assert "--images <files|embed|none>" in text and "<stem>_files/" in text and "--online-assets" in text
