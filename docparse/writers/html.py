@@ -40,6 +40,7 @@ from docparse.document import (
     Styled,
     Table,
     Text,
+    Unit,
     plain_text,
 )
 from docparse.notation import (
@@ -111,7 +112,7 @@ _ALLOWED_TAGS = frozenset(
 _ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
     "*": {"class", "id", "role"},
     "a": {"href"},
-    "img": {"src", "alt"},
+    "img": {"src", "alt", "width"},
     "th": {"colspan", "rowspan"},
     "td": {"colspan", "rowspan"},
     **{tag: set(MATHML_ATTRIBUTES) for tag in MATHML_TAGS},
@@ -345,13 +346,24 @@ def math_html(latex: str, display: bool) -> str:
         return f'<code class="latex">{left}{esc(latex)}{right}</code>'
 
 
-def _picture(image: str | None, alt: Inlines, label: str, inner: str = "") -> str:
-    """The crop when there is one (alt text: the caption, else the label), else the placeholder box."""
+def _picture(image: str | None, alt: Inlines, label: str, inner: str = "", width: int | None = None) -> str:
+    """The crop when there is one (alt text: the caption, else the label), else the placeholder box.
+
+    `width` (CSS pixels) shows the crop at the size it has on the page; CSS keeps it within the column.
+    """
     url = image_url(image)
     if url is None:
         return _placeholder(label, inner)
     alt_text = " ".join(plain_text(alt).split()) or label
-    return f"<img{_attrs(('src', url), ('alt', alt_text))}>" + inner
+    return f"<img{_attrs(('src', url), ('alt', alt_text), ('width', str(width) if width else None))}>" + inner
+
+
+def _display_width(box: Box | None, unit: Unit | None) -> int | None:
+    """A box's width in CSS pixels: points are 4/3 of a CSS pixel, an image's pixels count one each."""
+    if box is None or unit is None or box.x1 <= box.x0:
+        return None
+    width = (box.x1 - box.x0) * (4 / 3 if unit == "pt" else 1)
+    return max(1, min(10_000, round(width)))
 
 
 def _invalid(checker: str, what: str) -> str:
@@ -375,8 +387,12 @@ def _list_html(block: ListBlock) -> str:
     return "\n".join(lines)
 
 
-def block_html(block: Block) -> str:
-    """One block as HTML, carrying its box as data-bbox and the model's class as data-raw-class."""
+def block_html(block: Block, unit: Unit | None = None) -> str:
+    """One block as HTML, carrying its box as data-bbox and the model's class as data-raw-class.
+
+    `unit` is the page's: with it, a crop is shown at the size its box has on the page.
+    """
+    width = _display_width(block.box, unit)
     match block:
         case Heading(level=level, content=content):
             n = min(6, max(1, level))
@@ -390,7 +406,7 @@ def block_html(block: Block) -> str:
         case Figure(caption=caption, inner_text=text, image=image):
             inside = f'<p class="figure-text">{inlines_html(text)}</p>' if text else ""
             parts = [f"<figure{_block_attrs(block.box, block.raw_class, ('class', 'figure'))}>"]
-            parts.append(_picture(image, caption or text, "Figure", inside))
+            parts.append(_picture(image, caption or text, "Figure", inside, width))
             if caption:
                 parts.append(f"<figcaption>{inlines_html(caption)}</figcaption>")
             parts.append("</figure>")
@@ -400,7 +416,7 @@ def block_html(block: Block) -> str:
             return f"<div{attrs}>{math_html(latex, display=True)}</div>"
         case Chart(table=table, caption=caption, image=image):
             parts = [f"<figure{_block_attrs(block.box, block.raw_class, ('class', 'chart'))}>"]
-            parts.append(_picture(image, caption, "Chart"))
+            parts.append(_picture(image, caption, "Chart", width=width))
             if table is not None:
                 parts.append(table_html(table))
             if caption:
@@ -412,6 +428,7 @@ def block_html(block: Block) -> str:
                 block,
                 "chemistry",
                 image,
+                width,
                 [
                     smiles_svg(smiles) if valid is not False else None,
                     f'<pre class="smiles">{_pre(smiles)}</pre>',
@@ -423,6 +440,7 @@ def block_html(block: Block) -> str:
                 block,
                 "music",
                 image,
+                width,
                 [f'<pre class="abc">{_pre(abc)}</pre>'],
                 _invalid("music21", "ABC notation") if valid is False else "",
             )
@@ -438,13 +456,15 @@ def block_html(block: Block) -> str:
             assert_never(block)
 
 
-def _notation_html(block: Chemistry | Music, kind: str, image: str | None, shown: list[str | None], note: str) -> str:
+def _notation_html(
+    block: Chemistry | Music, kind: str, image: str | None, width: int | None, shown: list[str | None], note: str
+) -> str:
     """A chemical structure or a music sheet: the crop, then the notation (drawn and as text), then any flag."""
     valid = None if block.valid is None else str(block.valid).lower()
     attrs = _block_attrs(block.box, block.raw_class, ("class", kind), ("data-valid", valid))
     parts = [f"<figure{attrs}>"]
     if image_url(image) is not None:
-        parts.append(_picture(image, (), "Chemical structure" if kind == "chemistry" else "Music sheet"))
+        parts.append(_picture(image, (), "Chemical structure" if kind == "chemistry" else "Music sheet", width=width))
     parts.append('<div class="notation">' + "".join(s for s in shown if s) + "</div>")
     if note:
         parts.append(note)
@@ -476,7 +496,7 @@ def _page_html(page: Page, options: WriteOptions) -> str:
         ("data-unit", page.unit),
     )
     shown = [b for b in page.blocks if b.role != "furniture" or options.keep_furniture]
-    inner = [_status_html(page), *(_with_role(block_html(b), b) for b in shown)]
+    inner = [_status_html(page), *(_with_role(block_html(b, page.unit), b) for b in shown)]
     return "\n".join([f"<section{attrs}>", *(part for part in inner if part), "</section>"])
 
 
