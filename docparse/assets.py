@@ -184,7 +184,7 @@ class _Cropper:
         if page.rotation:
             image = image.rotate(-page.rotation, expand=True)  # PIL turns counter-clockwise
         out = io.BytesIO()
-        image.save(out, format="PNG", optimize=True)
+        image.save(out, format="PNG")  # optimize=True: 9% smaller, 70% slower (measured on the omni page)
         return out.getvalue()
 
     def _crop_pdf(self, page: Page, box: Any) -> Image.Image | None:
