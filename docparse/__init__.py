@@ -6,16 +6,16 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Document", "__version__", "convert", "load", "write"]
+__all__ = ["Document", "__version__", "convert", "load", "save", "write"]
 
 if TYPE_CHECKING:
-    from docparse.api import convert, load, write
+    from docparse.api import convert, load, save, write
     from docparse.document import Document
 
 
 def __getattr__(name: str) -> Any:
     """The API, imported on first use: `import docparse` alone loads neither PyMuPDF nor torch."""
-    if name in ("convert", "load", "write"):
+    if name in ("convert", "load", "save", "write"):
         from docparse import api
 
         return getattr(api, name)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from docparse.config import Format, WriteOptions, convert_options
+from docparse.config import Format, Images, WriteOptions, convert_options
 from docparse.document import Document
 from docparse.engines.base import Engine
 
@@ -61,14 +61,52 @@ def write(
     keep_furniture: bool = False,
     page_markers: bool = False,
     page_breaks: bool = False,
+    images: Literal["embed", "none"] = "none",
+    online_assets: bool = False,
 ) -> str:
-    """The document as Markdown, HTML or JSON text, with the options the command line has."""
-    from docparse.writers import write as write_with
+    """The document as Markdown, HTML or JSON text, with the options the command line has.
+
+    `images="embed"` crops the pictures from the document's source file (when it is still there) into
+    PNG data URIs; to save crops as files beside an output, use `save`.
+    """
+    from docparse.assets import write_with_assets
 
     options = WriteOptions(
-        format=format, keep_furniture=keep_furniture, page_markers=page_markers, page_breaks=page_breaks
+        format=format,
+        keep_furniture=keep_furniture,
+        page_markers=page_markers,
+        page_breaks=page_breaks,
+        images=images,
+        online_assets=online_assets,
     )
-    return write_with(doc, options)
+    return write_with_assets(doc, options, None).text
+
+
+def save(
+    doc: Document,
+    path: str | Path,
+    format: Format = "md",
+    *,
+    keep_furniture: bool = False,
+    page_markers: bool = False,
+    page_breaks: bool = False,
+    images: Images = "files",
+    online_assets: bool = False,
+    password: str | None = None,
+) -> tuple[str, ...]:
+    """Write the document to `path` atomically, its picture crops in `<stem>_files/` beside it (or
+    embedded, or none); returns warnings (e.g. the source is gone, so no crops were made)."""
+    from docparse.assets import write_with_assets
+
+    options = WriteOptions(
+        format=format,
+        keep_furniture=keep_furniture,
+        page_markers=page_markers,
+        page_breaks=page_breaks,
+        images=images,
+        online_assets=online_assets,
+    )
+    return write_with_assets(doc, options, Path(path), password=password).warnings
 
 
 def load(path: str | Path) -> Document:

@@ -38,6 +38,7 @@ from docparse.config import (
     Device,
     DType,
     Format,
+    Images,
     WriteOptions,
     convert_options,
 )
@@ -53,7 +54,6 @@ from docparse.errors import (
     InputError,
     UsageError,
 )
-from docparse.files import write_atomic
 from docparse.inputs import Job
 from docparse.pipeline import PageDone
 from docparse.prompt import (
@@ -108,6 +108,25 @@ PageBreaksOption = Annotated[
 ]
 ToOption = Annotated[Format | None, typer.Option("--to", help="Output format (default: from -o, else md).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")]
+ImagesOption = Annotated[
+    Images | None,
+    typer.Option(
+        "--images",
+        help=(
+            "Crops of figures, charts, chemical structures and music sheets: files (saved as PNG in "
+            "<stem>_files/ beside -o), embed (data URIs in the output), none. "
+            "Default: files with -o FILE, none on stdout (where files is an error)."
+        ),
+        show_default=False,
+    ),
+]
+OnlineAssetsOption = Annotated[
+    bool,
+    typer.Option(
+        "--online-assets",
+        help="HTML may load abcjs from a CDN to draw ABC music as notation (default: self-contained, no script).",
+    ),
+]
 
 convert_app = typer.Typer(
     add_completion=False,
@@ -184,19 +203,29 @@ def check_output(output: Path | None) -> None:
     writable_folder(output.parent, "-o")
 
 
-def emit(doc: Document, options: WriteOptions, output: Path | None) -> None:
-    """Write the document to -o (atomically) or to stdout."""
-    from docparse.writers import write
+def to_stdout(output: Path | None) -> bool:
+    return output is None or str(output) == "-"
 
-    text = write(doc, options)
-    if output is None or str(output) == "-":
-        sys.stdout.write(text)
+
+def images_mode(images: Images | None, output: Path | None) -> Images:
+    """--images, by default files when writing a file and none on stdout (files cannot go there)."""
+    if images is None:
+        return "none" if to_stdout(output) else "files"
+    if images == "files" and to_stdout(output):
+        raise UsageError("--images files needs -o FILE (the crops go beside it): on stdout use --images embed or none")
+    return images
+
+
+def emit(doc: Document, options: WriteOptions, output: Path | None, password: str | None = None) -> None:
+    """Write the document, with its crops as `options.images` asks, to -o (atomically) or to stdout."""
+    from docparse.assets import write_with_assets
+
+    written = write_with_assets(doc, options, None if to_stdout(output) else output, password=password)
+    for warning in written.warnings:
+        err.print(f"docparse: warning: {warning}", markup=False)
+    if to_stdout(output):
+        sys.stdout.write(written.text)
         sys.stdout.flush()
-        return
-    try:
-        write_atomic(output, text)
-    except OSError as exc:
-        raise UsageError(f"-o {output}: cannot write ({exc.strerror or exc})") from None
 
 
 def _exit_for(doc: Document) -> int:
@@ -384,6 +413,8 @@ def convert(
     no_merge: NoMergeOption = False,
     page_markers: PageMarkersOption = False,
     page_breaks: PageBreaksOption = False,
+    images: ImagesOption = None,
+    online_assets: OnlineAssetsOption = False,
     max_retries: Annotated[
         int,
         typer.Option(
@@ -469,7 +500,12 @@ def convert(
         page_timeout=page_timeout,
     )
     write_options = WriteOptions(
-        format=fmt, keep_furniture=keep_furniture, page_markers=page_markers, page_breaks=page_breaks
+        format=fmt,
+        keep_furniture=keep_furniture,
+        page_markers=page_markers,
+        page_breaks=page_breaks,
+        images=images_mode(images, output),
+        online_assets=online_assets,
     )
     work = plan(inputs, output, fmt, globs or (), excludes or ())
     if batch and not work.jobs:
@@ -592,13 +628,15 @@ class BatchRun:
         else:
             assert job.output is not None
             try:
-                write_output(doc, self.write_options, job.output, self.root)
+                warnings = write_output(doc, self.write_options, job.output, self.root, self.options.raster.password)
             except DocparseError as exc:
                 self.report.finished_file(event.source, "failed", event.seconds, str(exc))
                 self.display.error(str(exc))
                 self.display.file_done(None)
                 self._failure()
                 return
+            for warning in warnings:
+                self.display.warning(f"{event.source}: {warning}")
         status: FileStatus = "failed" if bad else "converted"
         error = f"{failed_pages} of {len(doc.pages)} pages failed" if failed_pages else None
         self.report.finished_file(event.source, status, event.seconds, error)
@@ -662,7 +700,7 @@ class BatchRun:
         if self.single_error is not None:
             raise self.single_error
         if self.single is not None:
-            emit(self.single, self.write_options, self.jobs[0].output)
+            emit(self.single, self.write_options, self.jobs[0].output, password=self.options.raster.password)
         if self.interrupted:
             totals = self.report.totals()
             self.display.error(
@@ -677,12 +715,13 @@ class BatchRun:
         return EXIT_FAILED if self.failed else EXIT_OK
 
 
-def write_output(doc: Document, options: WriteOptions, path: Path, root: Path | None = None) -> None:
-    """Write one document of a batch to its output file (atomically), refusing a path that a symbolic link
-    in the output tree would carry outside `root`."""
-    from docparse.writers import write
+def write_output(
+    doc: Document, options: WriteOptions, path: Path, root: Path | None = None, password: str | None = None
+) -> tuple[str, ...]:
+    """Write one document of a batch, with its crops, to its output file (atomically), refusing a path that a
+    symbolic link in the output tree would carry outside `root`. Returns the warnings of the write."""
+    from docparse.assets import write_with_assets
 
-    text = write(doc, options)
     for stale in path.parent.glob(f".{glob_escape(path.name)}.*.part"):  # left by a run that was killed mid-write
         with contextlib.suppress(OSError):
             stale.unlink()
@@ -692,9 +731,9 @@ def write_output(doc: Document, options: WriteOptions, path: Path, root: Path | 
         if os.path.commonpath([os.path.realpath(path.parent), real_root]) != real_root:
             raise InputError(f"{path}: not written, a symbolic link would take it outside -o {root}")
     try:
-        write_atomic(path, text)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        return write_with_assets(doc, options, path, password=password).warnings
+    except UsageError as exc:  # cannot write: in a batch this file fails, the others go on
+        raise InputError(str(exc)) from None
 
 
 @render_app.command(
@@ -732,12 +771,23 @@ def render(
     no_merge: NoMergeOption = False,
     page_markers: PageMarkersOption = False,
     page_breaks: PageBreaksOption = False,
+    images: ImagesOption = None,
+    online_assets: OnlineAssetsOption = False,
+    password: Annotated[
+        str | None,
+        typer.Option("--password", envvar="DOCPARSE_PASSWORD", help="Password of an encrypted source PDF (crops)."),
+    ] = None,
     quiet: QuietOption = False,
 ) -> int:
     fmt = output_format(output, to)
     check_output(output)
     write_options = WriteOptions(
-        format=fmt, keep_furniture=keep_furniture, page_markers=page_markers, page_breaks=page_breaks
+        format=fmt,
+        keep_furniture=keep_furniture,
+        page_markers=page_markers,
+        page_breaks=page_breaks,
+        images=images_mode(images, output),
+        online_assets=online_assets,
     )
     documents = [a for a in answers if a.suffix.lower() == ".json"]
     if documents:
@@ -750,7 +800,7 @@ def render(
             )
         from docparse.pipeline import load_document
 
-        emit(load_document(documents[0]), write_options, output)
+        emit(load_document(documents[0]), write_options, output, password=password)
         return EXIT_OK
     img = parse_size(image_size, "--image-size") if image_size else None
     page = parse_page_size(page_size) if page_size else None
@@ -766,7 +816,7 @@ def render(
         progress=_reporter(quiet),
         assemble_options=AssembleOptions(merge=not no_merge),
     )
-    emit(doc, write_options, output)
+    emit(doc, write_options, output, password=password)
     return _exit_for(doc)
 
 

@@ -20,6 +20,8 @@ Device = Literal["auto", "cuda", "mps", "cpu"]
 DType = Literal["auto", "bfloat16", "float16", "float32"]
 Attn = Literal["auto", "sdpa", "flash_attention_2", "eager"]
 Format = Literal["md", "html", "json"]
+# Picture crops: saved beside the output, embedded as data URIs, or not made (docparse.assets).
+Images = Literal["files", "embed", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +84,16 @@ class WriteOptions:
     `keep_furniture`: show running headers, footers and page numbers in Markdown and HTML (JSON
     always has them). `page_markers`: a `<!-- page N -->` comment before each page in Markdown.
     `page_breaks`: a visible rule between pages in HTML (and a page break when printed).
+    `images`: crops of figures, charts, chemical structures and music sheets (docparse.assets).
+    `online_assets`: HTML may load an ABC music renderer from a CDN (else it loads nothing).
     """
 
     format: Format = "md"
     keep_furniture: bool = False
     page_markers: bool = False
     page_breaks: bool = False
+    images: Images = "none"
+    online_assets: bool = False
 
 
 def convert_options(

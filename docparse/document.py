@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, assert_never
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
 
@@ -169,10 +169,15 @@ class Table:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Figure:
-    """A picture. `caption` is the caption the model attached; `inner_text` is text it read inside the picture."""
+    """A picture. `caption` is the caption the model attached; `inner_text` is text it read inside the picture.
+
+    `image` is the picture cropped from the page, once written out (docparse.assets): a path relative
+    to the output file, or a `data:image/png;base64,...` URI; None when no crop was made.
+    """
 
     caption: Inlines = ()
     inner_text: Inlines = ()
+    image: str | None = None
     box: Box | None = None
     raw_class: str = ""
     role: Role = "body"
@@ -193,10 +198,11 @@ class Formula:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Chart:
-    """A chart with the data table the model read off it (None when it read none)."""
+    """A chart with the data table the model read off it (None when it read none); `image` as for Figure."""
 
     table: Table | None
     caption: Inlines = ()
+    image: str | None = None
     box: Box | None = None
     raw_class: str = ""
     role: Role = "body"
@@ -205,9 +211,14 @@ class Chart:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Chemistry:
-    """A chemical structure as the model's SMILES, byte for byte."""
+    """A chemical structure as the model's SMILES, byte for byte.
+
+    `valid`: whether RDKit parsed the SMILES (None: not checked, RDKit not installed); `image` as for Figure.
+    """
 
     smiles: str
+    valid: bool | None = None
+    image: str | None = None
     box: Box | None = None
     raw_class: str = ""
     role: Role = "body"
@@ -216,9 +227,14 @@ class Chemistry:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Music:
-    """A music sheet as the model's ABC notation, byte for byte."""
+    """A music sheet as the model's ABC notation, byte for byte.
+
+    `valid`: whether music21 parsed the ABC into notes (None: not checked); `image` as for Figure.
+    """
 
     abc: str
+    valid: bool | None = None
+    image: str | None = None
     box: Box | None = None
     raw_class: str = ""
     role: Role = "body"
@@ -574,6 +590,17 @@ def block_from_json(d: Mapping[str, Any]) -> Block:
     return dataclasses.replace(block, role=role, parts=parts)
 
 
+def _image(d: Mapping[str, Any]) -> str | None:
+    """A block's crop reference (absent in schema 1.1 and earlier)."""
+    value = d.get("image")
+    return str(value) if value is not None else None
+
+
+def _flag(d: Mapping[str, Any]) -> bool | None:
+    value = d.get("valid")
+    return value if isinstance(value, bool) else None
+
+
 def _block_from_json(d: Mapping[str, Any]) -> Block:
     try:
         kind = d["type"]
@@ -589,16 +616,23 @@ def _block_from_json(d: Mapping[str, Any]) -> Block:
         if kind == "table":
             return _table(d)
         if kind == "figure":
-            return Figure(caption=_inlines(d["caption"]), inner_text=_inlines(d["inner_text"]), box=box, raw_class=raw)
+            return Figure(
+                caption=_inlines(d["caption"]),
+                inner_text=_inlines(d["inner_text"]),
+                image=_image(d),
+                box=box,
+                raw_class=raw,
+            )
         if kind == "formula":
             return Formula(latex=str(d["latex"]), variant=d.get("variant"), box=box, raw_class=raw)
         if kind == "chart":
             table = _table(d["table"]) if d.get("table") else None
-            return Chart(table=table, caption=_inlines(d.get("caption", [])), box=box, raw_class=raw)
+            caption = _inlines(d.get("caption", []))
+            return Chart(table=table, caption=caption, image=_image(d), box=box, raw_class=raw)
         if kind == "chemistry":
-            return Chemistry(smiles=str(d["smiles"]), box=box, raw_class=raw)
+            return Chemistry(smiles=str(d["smiles"]), valid=_flag(d), image=_image(d), box=box, raw_class=raw)
         if kind == "music":
-            return Music(abc=str(d["abc"]), box=box, raw_class=raw)
+            return Music(abc=str(d["abc"]), valid=_flag(d), image=_image(d), box=box, raw_class=raw)
         if kind == "code":
             return Code(text=str(d["text"]), language=d.get("language"), box=box, raw_class=raw)
     except (KeyError, TypeError, ValueError) as exc:

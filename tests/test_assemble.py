@@ -13,6 +13,7 @@ import pytest
 from docparse.assemble import assemble
 from docparse.config import AssembleOptions, WriteOptions
 from docparse.document import (
+    SCHEMA_VERSION,
     Block,
     Box,
     Cell,
@@ -413,7 +414,7 @@ def test_an_older_1_0_document_still_reads() -> None:
             for key in ("role", "parts", "box_norm"):
                 b.pop(key)
     doc = Document.from_json(data)
-    assert doc.schema_version == "1.1" and all(b.role == "body" for p in doc.pages for b in p.blocks)
+    assert doc.schema_version == SCHEMA_VERSION and all(b.role == "body" for p in doc.pages for b in p.blocks)
     VALIDATOR.validate(json.loads(doc.to_json()))
 
 

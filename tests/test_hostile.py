@@ -17,11 +17,13 @@ from docparse.writers.html import sanitize_body
 CONSTRUCTS: list[tuple[str, str, str]] = [
     ("script", "<script>alert('pwned')</script>", r"(?i)<script|alert\("),
     ("event-handler", '<p data-bbox="0 40 100 60" onclick="alert(1)" onmouseover="x()">hover</p>', r"(?i)\son\w+="),
-    ("img-onerror", '<img src="x" onerror="alert(1)">', r"(?i)onerror|<img"),
+    ("img-onerror", '<img src="x" onerror="alert(1)">', r"(?i)onerror|src="),
     ("javascript-url", '<p data-bbox="0 40 100 60"><a href="javascript:alert(1)">click</a></p>', r"(?i)javascript:"),
     ("javascript-url-spaced", '<a href=" JaVaScRiPt:alert(1)">click</a>', r"(?i)javascript"),
     ("data-url", '<a href="data:text/html;base64,PHNjcmlwdD4=">d</a>', r"(?i)data:text"),
-    ("data-url-img", '<img src="data:image/svg+xml;base64,PHN2Zz4=">', r"(?i)data:image|<img"),
+    ("data-url-img", '<img src="data:image/svg+xml;base64,PHN2Zz4=">', r"(?i)data:image|src="),
+    ("img-remote", '<img src="https://evil.example/t.png" alt="x">', r"(?i)evil\.example|src="),
+    ("img-escape", '<img src="../../etc/x_files/p0001-figure1.png">', r"src="),
     ("iframe", '<iframe src="https://evil.example/"></iframe>', r"(?i)<iframe|evil\.example"),
     ("object", '<object data="https://evil.example/x.swf"></object>', r"(?i)<object|evil\.example"),
     ("embed", '<embed src="https://evil.example/x.swf">', r"(?i)<embed|evil\.example"),
@@ -30,7 +32,25 @@ CONSTRUCTS: list[tuple[str, str, str]] = [
     ("base", '<base href="https://evil.example/">', r"(?i)<base|evil\.example"),
     ("style-import", "<style>@import url(https://evil.example/x.css);</style>", r"(?i)@import|evil\.example"),
     ("style-url", '<p data-bbox="0 40 100 60" style="background:url(https://evil.example/t.png)">s</p>', r"evil"),
-    ("svg", '<svg onload="alert(1)"><script>alert(2)</script></svg>', r"(?i)<svg|onload|alert"),
+    ("svg", '<svg onload="alert(1)"><script>alert(2)</script></svg>', r"(?i)onload|alert|<script"),
+    (
+        "svg-foreign",
+        '<svg><foreignObject><iframe src="https://evil.example/"></iframe></foreignObject><a href="javascript:x">'
+        '<path d="M0 0" fill="url(https://evil.example/#g)"/></a></svg>',
+        r"(?i)foreignobject|evil\.example|javascript|url\(",
+    ),
+    (
+        "svg-use",
+        '<svg><use href="https://evil.example/s.svg#x"/><image href="https://evil.example/i.png"/>'
+        '<animate attributeName="href" to="javascript:alert(1)"/></svg>',
+        r"(?i)<use|<image|<animate|evil\.example|javascript",
+    ),
+    (
+        "mathml",
+        '<math><mtext><script>alert(1)</script></mtext><maction actiontype="statusline" href="javascript:x">'
+        '<mi xlink:href="javascript:alert(2)">x</mi></maction><mglyph src="https://evil.example/g.png"/></math>',
+        r"(?i)<script|alert|javascript|evil\.example|<maction|<mglyph",
+    ),
 ]
 
 

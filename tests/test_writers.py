@@ -52,6 +52,7 @@ from docparse.document import (
     document_from_json,
 )
 from docparse.errors import UsageError
+from docparse.notation import MATHML_TAGS, SVG_TAGS
 from docparse.writers import WRITERS, write
 from docparse.writers.html import clean_text
 from docparse.writers.json import document_schema
@@ -299,20 +300,30 @@ def all_inlines(value: Any) -> Iterator[Inline]:
             yield from all_inlines(getattr(value, f.name))
 
 
+NOTATION_TAGS = MATHML_TAGS | {t.lower() for t in SVG_TAGS}
+
+
 def assert_inert(root: Any) -> None:
     """No script, no event handler, no resource, no href but http(s)/mailto in a parsed HTML tree."""
     allowed = {
         "html", "head", "meta", "title", "style", "body", "main", "section", "div", "p", "span", "br",
         "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "table", "caption", "thead", "tbody", "tr",
         "th", "td", "figure", "figcaption", "pre", "code", "strong", "em", "u", "s", "del", "sub", "sup", "a", "hr",
+        "img", *MATHML_TAGS, *(t.lower() for t in SVG_TAGS),
     }  # fmt: skip
     for el in root.iter():
         if not isinstance(el.tag, str):
             continue  # comments
-        assert el.tag in allowed, el.tag
+        assert el.tag.split("}")[-1] in allowed, el.tag
         for name, value in el.attrib.items():
             assert not name.lower().startswith("on"), (el.tag, name)
-            assert name not in ("src", "srcdoc", "action", "formaction", "style"), (el.tag, name)
+            assert name not in ("srcdoc", "action", "formaction", "style", "xlink:href"), (el.tag, name)
+            if el.tag.split("}")[-1] in NOTATION_TAGS:  # no paint server or link out of a formula or drawing
+                assert "javascript" not in value.lower() and "url(" not in value.lower(), (el.tag, name, value)
+            if name == "src":
+                # Only the crops docparse writes: a PNG data URI or a path in a `*_files` folder beside the output.
+                assert el.tag.split("}")[-1] == "img", el.tag
+                assert re.fullmatch(r"data:image/png;base64,[A-Za-z0-9+/]*={0,2}|[^/:]+_files/[^/:]+\.png", value)
             if name == "href":
                 assert re.match(r"(?i)(https?|mailto):", value), value
 
@@ -506,7 +517,9 @@ def test_html_headings_paragraphs_and_inlines() -> None:
         assert p.find(tag).text == text
     assert [e.text for e in p.findall("sub")] == ["2"] and [e.text for e in p.findall("sup")] == ["2"]
     assert p.find("code").text == "a_b"
-    assert p.find("span[@class='math']").text == r"\(\alpha_1 * \beta_2\)"
+    math = p.find("span[@class='math']/math")
+    assert math.get("display") == "inline" and math.find(".//mi").text == "α"
+    assert math.findtext("semantics/annotation[@encoding='application/x-tex']") == r"\alpha_1 * \beta_2"
     assert p.find("br") is not None
     assert [(a.get("href"), a.text) for a in p.findall("a")] == [
         ("https://example.org/a?b=1", "a link"),
@@ -528,7 +541,9 @@ def test_html_tables_keep_spans_headers_and_caption() -> None:
     rect, span = root.xpath("//section[@id='page-1']/table")
     assert rect.findtext("caption") == "Table 1. Values"
     assert [th.text for th in rect.findall("thead/tr/th")] == ["Name", "Value"]
-    assert [td.text_content() for td in rect.findall("tbody/tr/td")] == ["alpha", r"\(x^2\)", "beta", "a | b"]
+    cells = rect.findall("tbody/tr/td")
+    assert [td.text_content() for td in cells[::2]] + [cells[3].text] == ["alpha", "beta", "a | b"]
+    assert cells[1].findtext(".//annotation") == "x^2" and cells[1].find(".//msup") is not None
     assert rect.get("data-bbox") == "10 100 300 200"
     group, scores = span.findall("thead/tr")[0]
     assert (group.tag, group.get("rowspan"), group.get("colspan")) == ("th", "2", None)
@@ -557,7 +572,9 @@ def test_html_figure_formula_chart_and_literal_blocks() -> None:
     assert "TEXT IN PICTURE" in fig.text_content()
     formula = root.find(".//div[@class='formula']")
     assert formula.get("data-variant") == "handwritten"
-    assert formula.find("code[@class='latex']").text == r"\[E = mc^2 \quad a<b\]"
+    math = formula.find("math")
+    assert math.get("display") == "block" and math.find(".//msup") is not None
+    assert math.findtext("semantics/annotation") == r"E = mc^2 \quad a<b"
     chart = root.find(".//figure[@class='chart']")
     assert [td.text for td in chart.findall("table/tbody/tr/td")] == ["year", "sales", "2020", "5"]
     assert chart.findtext("figcaption") == "Sales by year"
@@ -933,6 +950,27 @@ lists = st.recursive(
 )
 
 
+# Crop references: ours, and what a hand-edited JSON document could hold instead.
+images = (
+    st.none()
+    | st.sampled_from(
+        [
+            "doc_files/p0001-figure1.png",
+            "my doc#1_files/p0002-chart3.png",
+            "data:image/png;base64,iVBORw0KGgo=",
+            "data:image/svg+xml;base64,PHN2Zz4=",
+            "data:text/html,<script>alert(1)</script>",
+            "javascript:alert(1)",
+            "../../etc/passwd_files/x.png",
+            "/abs_files/x.png",
+            "https://evil.example/t.png",
+            'x_files/a.png" onerror="alert(1)',
+        ]
+    )
+    | any_text
+)
+
+
 def blocks(figures: bool) -> st.SearchStrategy[Block]:
     common = {"box": boxes, "raw_class": any_text, "role": st.sampled_from(get_args(Role)), "parts": parts}
     options: list[st.SearchStrategy[Any]] = [
@@ -941,14 +979,14 @@ def blocks(figures: bool) -> st.SearchStrategy[Block]:
         lists,
         tables,
         st.builds(Formula, latex=any_text, variant=st.none() | any_text, **common),
-        st.builds(Chart, table=st.none() | tables, caption=contents, **common),
-        st.builds(Chemistry, smiles=any_text, **common),
-        st.builds(Music, abc=any_text, **common),
+        st.builds(Chart, table=st.none() | tables, caption=contents, image=images, **common),
+        st.builds(Chemistry, smiles=any_text, valid=st.none() | st.booleans(), image=images, **common),
+        st.builds(Music, abc=any_text, valid=st.none() | st.booleans(), image=images, **common),
         st.builds(Code, text=any_text, language=st.none() | any_text, **common),
         st.builds(Other, content=contents, **common),
     ]
     if figures:
-        options.append(st.builds(Figure, caption=contents, inner_text=contents, **common))
+        options.append(st.builds(Figure, caption=contents, inner_text=contents, image=images, **common))
     return st.one_of(options)
 
 

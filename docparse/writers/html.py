@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import re
 from collections.abc import Iterable, Sequence
@@ -10,6 +12,7 @@ from typing import assert_never
 
 import nh3
 
+from docparse.assets import image_url
 from docparse.config import WriteOptions
 from docparse.document import (
     Block,
@@ -23,6 +26,7 @@ from docparse.document import (
     Formula,
     Heading,
     Inline,
+    Inlines,
     LineBreak,
     Link,
     ListBlock,
@@ -36,7 +40,17 @@ from docparse.document import (
     Styled,
     Table,
     Text,
+    Unit,
     plain_text,
+)
+from docparse.notation import (
+    MATHML_ATTRIBUTES,
+    MATHML_TAGS,
+    SVG_ATTRIBUTES,
+    SVG_TAGS,
+    NotationError,
+    latex_to_mathml,
+    smiles_svg,
 )
 
 # The model's text is untrusted. Tag and attribute names below are constants of this module;
@@ -70,7 +84,11 @@ figure{margin:1rem 0}
 .placeholder{border:2px dashed #8c959f;background:#f6f8fa;padding:.75rem;min-height:4rem;color:#57606a}
 .placeholder .label{display:block;font-size:.75rem;text-transform:uppercase;letter-spacing:.05em}
 figcaption{font-style:italic;margin-top:.25rem}
-.formula{margin:1rem 0;overflow-x:auto}
+.formula{margin:1rem 0;padding:.25rem 0;overflow-x:auto;overflow-y:hidden}
+figure img{max-width:100%;height:auto;border:1px solid #d0d7de}
+.notation{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}
+.notation svg{max-width:100%;height:auto;border:1px solid #d0d7de}
+.invalid{border:1px solid #cf222e;background:#ffebe9;padding:.25rem .5rem}
 pre{background:#f6f8fa;padding:.75rem;overflow-x:auto;white-space:pre-wrap}
 .page-status{border:1px solid #d4a72c;background:#fff8c5;padding:.5rem 1rem;margin:.5rem 0}
 .other{color:#57606a}
@@ -80,25 +98,50 @@ hr.page-break{border:0;border-top:2px dashed #8c959f;margin:2rem 0}
 @media print{hr.page-break{break-after:page;border:0}}"""
 
 # The allow-list of the final sanitiser pass: exactly the tags and attributes this writer emits.
-# Anything else (script, iframe, object, embed, form, meta, base, style, img, on* handlers, style
-# attributes, URLs other than http/https/mailto) is dropped by nh3 (ammonia) even if a later edit
-# of this module let model text through unescaped.
+# Anything else (script, iframe, object, embed, form, meta, base, style, on* handlers, style
+# attributes, links other than http/https/mailto, images other than our crops, MathML or SVG
+# elements outside docparse.notation's allow-lists) is dropped by nh3 (ammonia) even if a later
+# edit of this module let model text through unescaped.
 _ALLOWED_TAGS = frozenset(
     {
         "main", "section", "div", "span", "p", "strong", "em", "u", "s", "sub", "sup", "code", "pre", "br", "a",
         "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li",
-        "table", "caption", "thead", "tbody", "tr", "th", "td", "figure", "figcaption", "hr",
+        "table", "caption", "thead", "tbody", "tr", "th", "td", "figure", "figcaption", "hr", "img",
     }
-)  # fmt: skip
+) | MATHML_TAGS | SVG_TAGS  # fmt: skip
 _ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
     "*": {"class", "id", "role"},
     "a": {"href"},
+    "img": {"src", "alt", "width"},
     "th": {"colspan", "rowspan"},
     "td": {"colspan", "rowspan"},
+    **{tag: set(MATHML_ATTRIBUTES) for tag in MATHML_TAGS},
+    **{tag: set(SVG_ATTRIBUTES) for tag in SVG_TAGS},
 }
-_URL_SCHEMES = frozenset({"http", "https", "mailto"})
-# Elements whose content is dropped with them, not kept as text.
-_DROP_WITH_CONTENT = frozenset({"script", "style", "iframe", "object", "embed", "noscript", "template", "svg", "math"})
+# data: is let through the URL check only for <img src>, and only as a PNG (see _attribute_filter).
+_URL_SCHEMES = frozenset({"http", "https", "mailto", "data"})
+# Elements whose content is dropped with them, not kept as text. MathML and SVG are allowed (from
+# the allow-lists of docparse.notation), but never what can run script or load content inside them.
+_DROP_WITH_CONTENT = frozenset(
+    {"script", "style", "iframe", "object", "embed", "noscript", "template", "foreignObject", "foreignobject"}
+)
+
+
+_NOTATION_TAGS = MATHML_TAGS | SVG_TAGS | {t.lower() for t in SVG_TAGS}
+
+
+def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
+    """The last word on URLs: links are http(s)/mailto, images are our crops (a PNG data URI or a
+    relative `*_files/...png` path); everything else with a URL-like value in SVG/MathML is dropped."""
+    if tag == "a" and attribute == "href":
+        return safe_href(value)
+    if tag == "img" and attribute == "src":
+        return value if image_url(value) is not None else None
+    if attribute == "src":
+        return None
+    if tag in _NOTATION_TAGS and ("(" in value or "javascript" in value.lower()):
+        return None
+    return value
 
 
 # A <pre> start tag as the sanitiser serialises it (attribute values double-quoted).
@@ -116,6 +159,7 @@ def sanitize_body(body: str) -> str:
         tags=set(_ALLOWED_TAGS),
         clean_content_tags=set(_DROP_WITH_CONTENT),
         attributes=_ALLOWED_ATTRIBUTES,
+        attribute_filter=_attribute_filter,
         generic_attribute_prefixes={"data-"},
         url_schemes=set(_URL_SCHEMES),
         link_rel=None,
@@ -124,8 +168,30 @@ def sanitize_body(body: str) -> str:
     return _PRE_START_NEWLINE.sub("\\1\n\n", clean)
 
 
-# No script, no external resource, whatever a later edit lets through.
-_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+# No script, no external resource, whatever a later edit lets through; images only from the
+# crops folder beside the page or data URIs.
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:"
+
+# --online-assets: abcjs (MIT) from jsDelivr, pinned and checked by its SHA-384 (that of
+# dist/abcjs-basic-min.js in the npm package abcjs@6.4.4), draws each ABC block as notation.
+ABCJS_VERSION = "6.4.4"
+ABCJS_URL = f"https://cdn.jsdelivr.net/npm/abcjs@{ABCJS_VERSION}/dist/abcjs-basic-min.js"
+ABCJS_INTEGRITY = "sha384-sk+P5M5THZ2+cNNE7wQUEAwkU+812jPeru2bG637mOeCRxiCbs2hD05PdpeqFhjh"
+_ABC_INIT = (
+    'document.querySelectorAll("pre.abc").forEach(function (pre) {'
+    ' var out = document.createElement("div"); out.className = "abc-notation";'
+    " pre.parentNode.insertBefore(out, pre);"
+    ' try { ABCJS.renderAbc(out, pre.textContent, {responsive: "resize"}); } catch (e) { out.remove(); } });'
+)
+
+
+def _script_hash(script: str) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+
+
+def online_csp() -> str:
+    """The CSP of a page with online assets: the pinned abcjs file and our one inline script, nothing else."""
+    return f"{_CSP}; script-src {ABCJS_URL} '{_script_hash(_ABC_INIT)}'"
 
 
 def clean_text(text: str) -> str:
@@ -214,7 +280,7 @@ def _inline_html(item: Inline, in_link: bool) -> str:
             tag = _style_tag(style)
             return f"<{tag}>{inlines_html(children, in_link)}</{tag}>"
         case Math(latex):
-            return f'<span class="math">\\({esc(latex)}\\)</span>'
+            return f'<span class="math">{math_html(latex, display=False)}</span>'
         case Link(href, children):
             url = None if in_link else safe_href(href)
             inner = inlines_html(children, in_link=True)
@@ -271,6 +337,41 @@ def table_html(table: Table, with_box: bool = True) -> str:
     return "\n".join(lines)
 
 
+def math_html(latex: str, display: bool) -> str:
+    """MathML with the LaTeX as its annotation; failing that, the LaTeX as text in \\(..\\) or \\[..\\]."""
+    try:
+        return latex_to_mathml(clean_text(latex), display)
+    except NotationError:
+        left, right = ("\\[", "\\]") if display else ("\\(", "\\)")
+        return f'<code class="latex">{left}{esc(latex)}{right}</code>'
+
+
+def _picture(image: str | None, alt: Inlines, label: str, inner: str = "", width: int | None = None) -> str:
+    """The crop when there is one (alt text: the caption, else the label), else the placeholder box.
+
+    `width` (CSS pixels) shows the crop at the size it has on the page; CSS keeps it within the column.
+    """
+    url = image_url(image)
+    if url is None:
+        return _placeholder(label, inner)
+    alt_text = " ".join(plain_text(alt).split()) or label
+    return f"<img{_attrs(('src', url), ('alt', alt_text), ('width', str(width) if width else None))}>" + inner
+
+
+def _display_width(box: Box | None, unit: Unit | None) -> int | None:
+    """A box's width in CSS pixels: points are 4/3 of a CSS pixel, an image's pixels count one each."""
+    if box is None or unit is None or box.x1 <= box.x0:
+        return None
+    width = (box.x1 - box.x0) * (4 / 3 if unit == "pt" else 1)
+    return max(1, min(10_000, round(width)))
+
+
+def _invalid(checker: str, what: str) -> str:
+    return (
+        f'<p class="invalid" role="note">{checker} could not read this {what}; it is shown as the model wrote it.</p>'
+    )
+
+
 def _placeholder(label: str, inner: str = "") -> str:
     """The visible box standing in for a picture (docparse keeps no image), with the text read in it."""
     return f'<div class="placeholder"><span class="label">{label}</span>{inner}</div>'
@@ -286,8 +387,12 @@ def _list_html(block: ListBlock) -> str:
     return "\n".join(lines)
 
 
-def block_html(block: Block) -> str:
-    """One block as HTML, carrying its box as data-bbox and the model's class as data-raw-class."""
+def block_html(block: Block, unit: Unit | None = None) -> str:
+    """One block as HTML, carrying its box as data-bbox and the model's class as data-raw-class.
+
+    `unit` is the page's: with it, a crop is shown at the size its box has on the page.
+    """
+    width = _display_width(block.box, unit)
     match block:
         case Heading(level=level, content=content):
             n = min(6, max(1, level))
@@ -298,30 +403,47 @@ def block_html(block: Block) -> str:
             return _list_html(block)
         case Table():
             return table_html(block)
-        case Figure(caption=caption, inner_text=text):
+        case Figure(caption=caption, inner_text=text, image=image):
             inside = f'<p class="figure-text">{inlines_html(text)}</p>' if text else ""
             parts = [f"<figure{_block_attrs(block.box, block.raw_class, ('class', 'figure'))}>"]
-            parts.append(_placeholder("Figure", inside))
+            parts.append(_picture(image, caption or text, "Figure", inside, width))
             if caption:
                 parts.append(f"<figcaption>{inlines_html(caption)}</figcaption>")
             parts.append("</figure>")
             return "\n".join(parts)
         case Formula(latex=latex, variant=variant):
             attrs = _block_attrs(block.box, block.raw_class, ("class", "formula"), ("data-variant", variant))
-            return f'<div{attrs}><code class="latex">\\[{esc(latex)}\\]</code></div>'
-        case Chart(table=table, caption=caption):
+            return f"<div{attrs}>{math_html(latex, display=True)}</div>"
+        case Chart(table=table, caption=caption, image=image):
             parts = [f"<figure{_block_attrs(block.box, block.raw_class, ('class', 'chart'))}>"]
-            parts.append(_placeholder("Chart"))
+            parts.append(_picture(image, caption, "Chart", width=width))
             if table is not None:
                 parts.append(table_html(table))
             if caption:
                 parts.append(f"<figcaption>{inlines_html(caption)}</figcaption>")
             parts.append("</figure>")
             return "\n".join(parts)
-        case Chemistry(smiles=smiles):
-            return f"<pre{_block_attrs(block.box, block.raw_class, ('class', 'smiles'))}>{_pre(smiles)}</pre>"
-        case Music(abc=abc):
-            return f"<pre{_block_attrs(block.box, block.raw_class, ('class', 'abc'))}>{_pre(abc)}</pre>"
+        case Chemistry(smiles=smiles, valid=valid, image=image):
+            return _notation_html(
+                block,
+                "chemistry",
+                image,
+                width,
+                [
+                    smiles_svg(smiles) if valid is not False else None,
+                    f'<pre class="smiles">{_pre(smiles)}</pre>',
+                ],
+                _invalid("RDKit", "SMILES") if valid is False else "",
+            )
+        case Music(abc=abc, valid=valid, image=image):
+            return _notation_html(
+                block,
+                "music",
+                image,
+                width,
+                [f'<pre class="abc">{_pre(abc)}</pre>'],
+                _invalid("music21", "ABC notation") if valid is False else "",
+            )
         case Code(text=text, language=language):
             lang = re.sub(r"[^\w+#.-]", "", language or "")
             code_attrs = _attrs(("class", f"language-{lang}" if lang else None))
@@ -332,6 +454,22 @@ def block_html(block: Block) -> str:
             return f"<div{attrs}>{inlines_html(content)}</div>"
         case _:
             assert_never(block)
+
+
+def _notation_html(
+    block: Chemistry | Music, kind: str, image: str | None, width: int | None, shown: list[str | None], note: str
+) -> str:
+    """A chemical structure or a music sheet: the crop, then the notation (drawn and as text), then any flag."""
+    valid = None if block.valid is None else str(block.valid).lower()
+    attrs = _block_attrs(block.box, block.raw_class, ("class", kind), ("data-valid", valid))
+    parts = [f"<figure{attrs}>"]
+    if image_url(image) is not None:
+        parts.append(_picture(image, (), "Chemical structure" if kind == "chemistry" else "Music sheet", width=width))
+    parts.append('<div class="notation">' + "".join(s for s in shown if s) + "</div>")
+    if note:
+        parts.append(note)
+    parts.append("</figure>")
+    return "\n".join(parts)
 
 
 # --- pages and the document -----------------------------------------------------------------
@@ -358,7 +496,7 @@ def _page_html(page: Page, options: WriteOptions) -> str:
         ("data-unit", page.unit),
     )
     shown = [b for b in page.blocks if b.role != "furniture" or options.keep_furniture]
-    inner = [_status_html(page), *(_with_role(block_html(b), b) for b in shown)]
+    inner = [_status_html(page), *(_with_role(block_html(b, page.unit), b) for b in shown)]
     return "\n".join([f"<section{attrs}>", *(part for part in inner if part), "</section>"])
 
 
@@ -392,12 +530,18 @@ def write_html(doc: Document, options: WriteOptions) -> str:
     sit in a <div> of that class with `data-role`; a merged block's <div> names its pages.
     """
     main_attrs = _attrs(("class", "document"), ("data-source", doc.source), ("data-schema-version", doc.schema_version))
+    online = options.online_assets and any(isinstance(b, Music) for p in doc.pages for b in p.blocks)
+    scripts = (
+        [f'<script src="{ABCJS_URL}" integrity="{ABCJS_INTEGRITY}" crossorigin="anonymous"></script>',
+         f"<script>{_ABC_INIT}</script>"]
+        if online else []
+    )  # fmt: skip
     lines = [
         "<!DOCTYPE html>",
         "<html>",
         "<head>",
         '<meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
+        f'<meta http-equiv="Content-Security-Policy" content="{online_csp() if online else _CSP}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<meta name="generator" content="docparse">',
         f"<title>{esc(document_title(doc))}</title>",
@@ -405,6 +549,7 @@ def write_html(doc: Document, options: WriteOptions) -> str:
         "</head>",
         "<body>",
         sanitize_body("\n".join([f"<main{main_attrs}>", *_pages_html(doc, options), "</main>"])),
+        *scripts,
         "</body>",
         "</html>",
     ]

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Literal, assert_never
 
+from docparse.assets import image_url
 from docparse.config import WriteOptions
 from docparse.document import (
     Block,
@@ -227,6 +228,15 @@ def _fenced(text: str, info: str) -> str:
     return f"{fence}{info}\n{body}{fence}"
 
 
+def _image(image: str | None, alt: Inlines, label: str) -> str:
+    """`![alt](url)` for a crop, the alt text being the caption's plain text (or the label); "" without one."""
+    url = image_url(image)
+    if url is None:
+        return ""
+    text = " ".join(clean_text(plain_text(alt)).split()) or label
+    return f"![{_escape(text, _LINE)}]({url})"
+
+
 def _is_grid(table: Table) -> bool:
     """A table GFM can hold: at least one cell, every row as wide as the first, no span."""
     rows = table.rows
@@ -288,16 +298,20 @@ def block_markdown(block: Block, alternate_list: bool = False) -> str:
             return "\n".join(_list(block, alternate_list))
         case Table():
             return _table(block)
-        case Figure(caption=caption, inner_text=text):
-            return _join("<!-- figure -->", _text_block(text), _emphasised(caption))
+        case Figure(caption=caption, inner_text=text, image=image):
+            picture = _image(image, caption or text, "Figure") or "<!-- figure -->"
+            return _join(picture, _text_block(text), _emphasised(caption))
         case Formula(latex=latex):
             return _display_math(latex)
-        case Chart(table=table, caption=caption):
-            return _join("<!-- chart -->", _table(table) if table else "", _emphasised(caption))
-        case Chemistry(smiles=smiles):
-            return _fenced(smiles, "smiles")
-        case Music(abc=abc):
-            return _fenced(abc, "abc")
+        case Chart(table=table, caption=caption, image=image):
+            picture = _image(image, caption, "Chart") or "<!-- chart -->"
+            return _join(picture, _table(table) if table else "", _emphasised(caption))
+        case Chemistry(smiles=smiles, valid=valid, image=image):
+            note = "<!-- RDKit could not read this SMILES -->" if valid is False else ""
+            return _join(_image(image, (), "Chemical structure"), _fenced(smiles, "smiles"), note)
+        case Music(abc=abc, valid=valid, image=image):
+            note = "<!-- music21 could not read this ABC notation -->" if valid is False else ""
+            return _join(_image(image, (), "Music sheet"), _fenced(abc, "abc"), note)
         case Code(text=text, language=language):
             return _fenced(text, re.sub(r"[^\w+#.-]", "", language or ""))
         case _:
