@@ -21,7 +21,8 @@ def convert(
     """Convert one PDF or image file into a Document, as `docparse PATH` does.
 
     `options` are the command line's options by their Python names (`pages="1-3"`, `model=...`,
-    `device="cuda"`, `max_pixels=...`, `merge=False`, `keep_raw=Path(...)`; see
+    `device="cuda"`, `max_pixels=...`, `merge=False`, `keep_raw=Path(...)`, `engine="openai"` with
+    `api_base=...`; see
     docparse.config.convert_options), turned into the same option records. Without `engine` the
     model is loaded (and closed afterwards) only once the input has opened; an engine you pass is
     left open, so one loaded model can serve many files. Raises docparse.errors.DocparseError
@@ -37,9 +38,9 @@ def convert(
         if engine is not None:
             return engine
         if not loaded:
-            from docparse.engines.transformers import load_engine
+            from docparse.engines import open_engine
 
-            loaded.append(load_engine(records.model))
+            loaded.append(open_engine(records))
         return loaded[0]
 
     try:

@@ -16,10 +16,13 @@ from rich.console import Console
 
 from docparse import __version__
 from docparse.config import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_TIMEOUT,
     AssembleOptions,
     Attn,
     Device,
     DType,
+    EngineKind,
     Format,
     WriteOptions,
     convert_options,
@@ -50,7 +53,7 @@ from docparse.prompt import (
 EXIT_CODES_HELP = (
     f"Exit codes: {EXIT_OK} converted; {EXIT_FAILED} the input (or some of its pages) could not be converted "
     f"(what converted is still written); {EXIT_USAGE} usage error; {EXIT_MODEL} the model could not be "
-    f"loaded; {EXIT_INTERRUPTED} interrupted."
+    f"loaded (or the server reached); {EXIT_INTERRUPTED} interrupted."
 )
 
 SUFFIX_FORMATS: dict[str, Format] = {
@@ -268,6 +271,39 @@ def convert(
             show_default="no limit",
         ),
     ] = None,
+    engine: Annotated[
+        EngineKind,
+        typer.Option(
+            "--engine",
+            help="Where the model runs: transformers (here) or openai (an OpenAI-compatible server: vLLM, SGLang).",
+        ),
+    ] = "transformers",
+    api_base: Annotated[
+        str | None,
+        typer.Option("--api-base", help="--engine openai: the server's API address, e.g. http://host:8000/v1."),
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key-env",
+            help="--engine openai: name of the environment variable holding the API key (default: no key).",
+            metavar="VAR",
+        ),
+    ] = None,
+    served_model: Annotated[
+        str | None,
+        typer.Option("--served-model", help="--engine openai: the model's name on the server (default: --model)."),
+    ] = None,
+    concurrency: Annotated[
+        int,
+        typer.Option("--concurrency", help="--engine openai: requests in flight at once.", min=1),
+    ] = DEFAULT_CONCURRENCY,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout", help="--engine openai: seconds one request may take before the page fails.", min=0.001
+        ),
+    ] = DEFAULT_TIMEOUT,
     quiet: QuietOption = False,
     version: Annotated[
         bool,
@@ -296,6 +332,12 @@ def convert(
         keep_raw=keep_raw,
         max_retries=max_retries,
         page_timeout=page_timeout,
+        engine=engine,
+        api_base=api_base,
+        api_key_env=api_key_env,
+        served_model=served_model,
+        concurrency=concurrency,
+        timeout=timeout,
     )
     write_options = WriteOptions(
         format=fmt, keep_furniture=keep_furniture, page_markers=page_markers, page_breaks=page_breaks
@@ -306,18 +348,20 @@ def convert(
 
     def get_engine() -> Engine:
         if not engine_holder:
-            from docparse.engines.transformers import load_engine
+            from docparse.engines import open_engine
 
-            if quiet or not sys.stderr.isatty():
+            if options.engine == "transformers" and (quiet or not sys.stderr.isatty()):
                 # Download and weight-loading bars are for a person at a terminal, not for logs.
                 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
                 from transformers.utils import logging as hf_logging
 
                 hf_logging.disable_progress_bar()
             if not quiet:
-                err.print(f"docparse: loading {model} ...", markup=False)
+                what = f"{options.server.api_base}" if options.engine == "openai" else model
+                verb = "connecting to" if options.engine == "openai" else "loading"
+                err.print(f"docparse: {verb} {what} ...", markup=False)
             started = time.monotonic()
-            engine_holder.append(load_engine(options.model))
+            engine_holder.append(open_engine(options))
             if not quiet:
                 err.print(f"docparse: model ready in {time.monotonic() - started:.1f} s", markup=False)
         return engine_holder[0]
@@ -325,8 +369,8 @@ def convert(
     try:
         doc = run(input, options, get_engine, progress=_reporter(quiet))
     finally:
-        for engine in engine_holder:
-            engine.close()
+        for opened in engine_holder:
+            opened.close()
     emit(doc, write_options, output)
     return _exit_for(doc)
 
