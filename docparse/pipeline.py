@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar, cast, get_args
+
+from PIL import Image
 
 from docparse import __version__
 from docparse.assemble import assemble
@@ -177,21 +180,22 @@ def convert(
         engine = get_engine()
         pages: list[Page] = []
         first_try = GenerationSettings(time_limit=options.page_timeout)
-        for batch in _batched(doc.pages(), options.model.batch_size):
+        # A server engine takes one-page calls, `concurrency` at once; a local one takes --batch-size pages.
+        size = engine.batch_size * engine.concurrency if engine.concurrency > 1 else options.model.batch_size
+        for batch in _batched(doc.pages(), size):
             # Blank pages never reach the model; the others of the batch go together.
             todo = [p for p in batch if not p.blank]
             results: dict[int, Page] = {p.number: _empty_page(p, "skipped-blank", _BLANK, 0) for p in batch if p.blank}
             if todo:
                 start = time.perf_counter()
-                try:
-                    answers = engine.generate([p.image for p in todo], first_try)
-                except EngineError as exc:
-                    results.update((p.number, _empty_page(p, "failed", str(exc), 1)) for p in todo)
-                else:
-                    # Each page's budget counts its batch's wall time (its pages ran together), then its retries.
-                    spent = time.perf_counter() - start
-                    for p, a in zip(todo, answers, strict=True):
-                        results[p.number] = _page_from_answer(engine, p, a, options, spent)
+                outcomes = _first_answers(engine, [p.image for p in todo], first_try)
+                # Each page's budget counts its batch's wall time (its pages ran together), then its retries.
+                spent = time.perf_counter() - start
+                for p, outcome in zip(todo, outcomes, strict=True):
+                    if isinstance(outcome, EngineError):
+                        results[p.number] = _empty_page(p, "failed", str(outcome), 1)
+                    else:
+                        results[p.number] = _page_from_answer(engine, p, outcome, options, spent)
             done = [results[p.number] for p in batch]
             for page in done:
                 pages.append(page)
@@ -201,6 +205,32 @@ def convert(
             source=str(path), pages=tuple(pages), metadata=_metadata(path, options, doc.page_count, engine)
         )
     return assemble(document, options.assemble)
+
+
+def _first_answers(
+    engine: Engine, images: list[Image.Image], settings: GenerationSettings
+) -> list[Answer | EngineError]:
+    """Each page's first answer, or the error that kept it from one.
+
+    An engine with concurrency 1 answers the batch in one call, and a failed call fails the batch. An
+    engine with more (a server) gets one call per page from that many threads, so a page the server
+    fails on fails alone while its batch-mates still convert.
+    """
+    if engine.concurrency <= 1:
+        try:
+            return list(engine.generate(images, settings))
+        except EngineError as exc:
+            return [exc] * len(images)
+
+    def one(image: Image.Image) -> Answer | EngineError:
+        try:
+            [answer] = engine.generate([image], settings)
+        except EngineError as exc:
+            return exc
+        return answer
+
+    with ThreadPoolExecutor(max_workers=engine.concurrency, thread_name_prefix="docparse-page") as pool:
+        return list(pool.map(one, images))
 
 
 def _page_from_answer(engine: Engine, image: PageImage, answer: Answer, options: ConvertOptions, spent: float) -> Page:

@@ -60,7 +60,8 @@ class FakeServer:
     (with Retry-After: 1), "500", "503", "slow" (answers after `slow_seconds`), "drop" (closes the
     connection without answering), "garbage" (200 with a body that is not JSON), "resize" (usage
     counts an image of a quarter of the pixels), "length" (finish_reason "length"). `fault_by_pixel`
-    does the same by the image's top-left pixel (R value), for concurrent callers. `models` is what
+    does the same by the image's top-left pixel (R value), and `fault_by_width` by the image's width,
+    for concurrent callers. `models` is what
     /v1/models lists; `key` the API key required (None: none); `shrink_above` makes usage count images
     of more pixels as that many (a server with a lower max_pixels); `reject_fields` are body fields
     answered with 422 (as transformers serve treats fields it does not know).
@@ -70,6 +71,7 @@ class FakeServer:
     key: str | None = None
     faults: dict[int, str] = field(default_factory=dict)
     fault_by_pixel: dict[int, list[str]] = field(default_factory=dict)
+    fault_by_width: dict[int, list[str]] = field(default_factory=dict)
     slow_seconds: float = 2.0
     shrink_above: int | None = None
     reject_fields: tuple[str, ...] = ()
@@ -87,9 +89,9 @@ class FakeServer:
                 return None
             self._pages += 1
             fault = self.faults.get(self._pages)
-            queue = self.fault_by_pixel.get(image.getpixel((0, 0))[0])  # type: ignore[index]
-            if fault is None and queue:
-                fault = queue.pop(0)
+            for queue in (self.fault_by_pixel.get(image.getpixel((0, 0))[0]), self.fault_by_width.get(image.width)):  # type: ignore[index]
+                if fault is None and queue:
+                    fault = queue.pop(0)
             return fault
 
     def handler(self) -> type[BaseHTTPRequestHandler]:

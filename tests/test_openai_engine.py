@@ -18,6 +18,7 @@ from docparse.engines.base import GenerationSettings
 from docparse.engines.openai import OpenAIEngine, calibration_sizes, open_openai_engine, retry_after
 from docparse.errors import EngineError, ModelUnavailableError, UsageError
 from docparse.prompt import DEFAULT_MAX_NEW_TOKENS, DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT
+from docparse.rasterize import open_input
 from tests.fake_openai import TEXT_TOKENS, FakeServer, fake_server, image_of
 from tests.test_cli import assert_one_line_error, run_cli
 
@@ -377,7 +378,7 @@ def test_cli_batch_with_faults_converts_the_other_pages_and_maps_boxes(
     out = tmp_path / "batch.json"
     with fake_server(server) as address:
         args = [str(pdf), "-o", str(out), "--engine", "openai", "--api-base", address, "--served-model", "tiny"]
-        code, _, err = run_cli([*args, "--timeout", "1", "--max-retries", "0", "-q"], capsys)
+        code, _, err = run_cli([*args, "--timeout", "1", "--max-retries", "0", "--concurrency", "1", "-q"], capsys)
     assert code == 1  # some pages failed; the document is still written
     doc = json.loads(out.read_text())
     statuses = [p["status"] for p in doc["pages"]]
@@ -396,3 +397,29 @@ def test_cli_batch_with_faults_converts_the_other_pages_and_maps_boxes(
         assert x1 == pytest.approx(306, abs=0.5) and y1 == pytest.approx(198, abs=0.5)
     assert doc["metadata"]["model"] == "tiny"
     assert "Traceback" not in err
+
+
+def test_cli_pages_go_concurrently_and_a_failing_one_fails_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("docparse.engines.openai.BACKOFF_BASE", 0.01)
+    doc = pymupdf.open()
+    widths = (612, 500, 420, 360)  # each page its own image width, so faults can be keyed on it
+    for number, width in enumerate(widths, start=1):
+        doc.new_page(width=width, height=792).insert_text((40, 100), f"Page {number}", fontsize=20)
+    pdf = tmp_path / "widths.pdf"
+    doc.save(pdf)
+    with open_input(pdf, RasterOptions()) as rendered:
+        image_widths = [p.image.width for p in rendered.pages()]
+    assert len(set(image_widths)) == 4
+    server = FakeServer(latency=0.3)
+    server.fault_by_width = {image_widths[1]: ["500"] * 6, image_widths[2]: ["429"]}
+    out = tmp_path / "widths.json"
+    with fake_server(server) as address:
+        args = [str(pdf), "-o", str(out), "--engine", "openai", "--api-base", address, "--served-model", "tiny"]
+        code, _, _ = run_cli([*args, "--concurrency", "4", "--max-retries", "0", "-q"], capsys)
+    assert code == 1
+    pages = json.loads(out.read_text())["pages"]
+    assert [p["status"] for p in pages] == ["ok", "failed", "ok", "ok"]
+    assert "after 6 tries: HTTP 500" in pages[1]["warnings"][0]
+    assert 2 <= server.most_in_flight <= 4  # pages were in flight together, never more than --concurrency
