@@ -423,3 +423,13 @@ def test_cli_pages_go_concurrently_and_a_failing_one_fails_alone(
     assert [p["status"] for p in pages] == ["ok", "failed", "ok", "ok"]
     assert "after 6 tries: HTTP 500" in pages[1]["warnings"][0]
     assert 2 <= server.most_in_flight <= 4  # pages were in flight together, never more than --concurrency
+
+
+def test_python_api_takes_the_engine_kind(tmp_path: Path, png_input: Path) -> None:
+    import docparse
+
+    with fake_server(FakeServer()) as address:
+        doc = docparse.convert(png_input, engine="openai", api_base=address, served_model="tiny")
+    assert [p.status for p in doc.pages] == ["ok"]
+    assert doc.metadata["model"] == "tiny"
+    assert docparse.write(doc, "md").strip() == "Page text"
