@@ -4,17 +4,18 @@ Run from the repo root (the second part needs .venv-serve, which .ci/run makes):
   python -m benchmarks.openai_client                      # both parts
   python -m benchmarks.openai_client --skip-serve         # client overhead only
 
-Part 1 times each client step on real pages rendered at docparse's default pixel bounds: PNG
-encoding, base64, the JSON body, one HTTP round trip to a null server in another process (answers at
-once with a recorded 72B answer as its text), and reading that answer. Part 2 starts `transformers
-serve` with the tests' tiny model on 127.0.0.1 and sends the same pages at several concurrency levels:
-pages per second, the mean time the server spent per page (client wall time minus the client's own
-steps), and the client's share of it.
+Part 0 compares PNG compression levels. Part 1 times each client step on real pages rendered at
+docparse's default pixel bounds: PNG encoding, base64, the JSON body, one HTTP round trip to a null
+server in another process (it answers at once with a recorded 72B answer as its text), and reading
+that answer. Part 2 starts `transformers serve` with the tests' tiny model on 127.0.0.1 and sends the
+same pages at several concurrency levels: pages per second, the mean request time, and (at
+concurrency 1, where nothing queues) the server's own time per page and the client's share of it.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import os
@@ -76,6 +77,24 @@ def best_ms(fn: Callable[[], Any], repeat: int) -> float:
     return best * 1000
 
 
+def png_levels(images: list[Image.Image], repeat: int) -> list[dict[str, Any]]:
+    """PNG encoding time and size at zlib levels 0, 1 (the engine's) and 6 (Pillow's default)."""
+    import io
+
+    rows = []
+    for level in (0, 1, 6):
+
+        def encode(image: Image.Image, level: int = level) -> int:
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG", compress_level=level)
+            return len(buffer.getvalue())
+
+        ms = statistics.mean(best_ms(functools.partial(encode, im), repeat) for im in images)
+        kb = statistics.mean(encode(im) for im in images) / 1024
+        rows.append({"compress_level": level, "png_ms": round(ms, 1), "png_kb": round(kb)})
+    return rows
+
+
 # ---- part 1: a null server in another process ---------------------------------------------------
 
 
@@ -132,6 +151,10 @@ def wait_up(base: str, seconds: float, process: Any = None) -> None:
     raise SystemExit(f"{base} did not come up in {seconds:.0f} s")
 
 
+def parse(raw: str) -> None:
+    read_completion(json.loads(raw))
+
+
 def client_overhead(images: list[Image.Image], repeat: int) -> dict[str, Any]:
     answer = ANSWER.read_text()
     port = free_port()
@@ -141,7 +164,7 @@ def client_overhead(images: list[Image.Image], repeat: int) -> dict[str, Any]:
     try:
         wait_up(base, 30)
         engine = open_openai_engine(ModelOptions(model="null"), ServerOptions(api_base=base), RasterOptions())
-        rows = []
+        rows: list[dict[str, Any]] = []
         for image in images:
             png = encode_png(image)
             url = data_url(png)
@@ -152,11 +175,11 @@ def client_overhead(images: list[Image.Image], repeat: int) -> dict[str, Any]:
                 {
                     "size": f"{image.width}x{image.height}",
                     "png_kb": round(len(png) / 1024),
-                    "png_ms": best_ms(lambda image=image: encode_png(image), repeat),
-                    "base64_ms": best_ms(lambda png=png: data_url(png), repeat),
-                    "json_ms": best_ms(lambda body=body: json.dumps(body), repeat),
-                    "http_ms": best_ms(lambda body=body: engine.post(body), repeat),
-                    "parse_ms": best_ms(lambda raw=raw: read_completion(json.loads(raw)), repeat),
+                    "png_ms": best_ms(functools.partial(encode_png, image), repeat),
+                    "base64_ms": best_ms(functools.partial(data_url, png), repeat),
+                    "json_ms": best_ms(functools.partial(json.dumps, body), repeat),
+                    "http_ms": best_ms(functools.partial(engine.post, body), repeat),
+                    "parse_ms": best_ms(functools.partial(parse, raw), repeat),
                 }
             )
         engine.close()
@@ -172,7 +195,9 @@ def client_overhead(images: list[Image.Image], repeat: int) -> dict[str, Any]:
 # ---- part 2: transformers serve with the tiny model ----------------------------------------------
 
 
-def sweep(images: list[Image.Image], levels: list[int], new_tokens: int, client_ms: float) -> list[dict[str, Any]]:
+def sweep(
+    images: list[Image.Image], levels: list[int], new_tokens: int, client_ms: float, serve_args: list[str]
+) -> list[dict[str, Any]]:
     from tests.tiny_model import build_serving_model
 
     results = []
@@ -192,6 +217,7 @@ def sweep(images: list[Image.Image], levels: list[int], new_tokens: int, client_
             str(port),
             "--device",
             "cpu",
+            *serve_args,
         ]
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -205,7 +231,7 @@ def sweep(images: list[Image.Image], levels: list[int], new_tokens: int, client_
                     RasterOptions(),
                 )
                 engine.generate(images[:1])  # warm-up
-                work = images * max(1, (2 * level) // len(images) + 1)
+                work = images * max(2, (2 * level) // len(images) + 1)
                 started = time.perf_counter()
                 with ThreadPoolExecutor(max_workers=level) as pool:
                     answers = list(pool.map(lambda im, e=engine: e.generate([im])[0], work))
@@ -239,9 +265,14 @@ def main() -> None:
     parser.add_argument("--levels", default="1,2,4,8")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--skip-serve", action="store_true")
+    parser.add_argument(
+        "--serve-args", default="", help="extra `transformers serve` options, e.g. --continuous-batching"
+    )
     args = parser.parse_args()
     images = pages(args.pages)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}", flush=True)
+    for row in png_levels(images, args.repeat):
+        print(json.dumps(row), flush=True)
     overhead = client_overhead(images, args.repeat)
     for row in overhead["pages"]:
         print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
@@ -251,7 +282,8 @@ def main() -> None:
         return
     if not SERVE_PYTHON.exists():
         raise SystemExit(f"{SERVE_PYTHON} is absent: run .ci/run (or set DOCPARSE_SERVE_PYTHON) for part 2")
-    rows = sweep(images, [int(x) for x in args.levels.split(",")], args.new_tokens, client_ms)
+    levels = [int(x) for x in args.levels.split(",")]
+    rows = sweep(images, levels, args.new_tokens, client_ms, args.serve_args.split())
     server_ms = rows[0]["request_minus_client_ms"]
     if rows[0]["concurrency"] == 1 and server_ms > 0:
         print(
