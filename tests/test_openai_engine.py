@@ -173,13 +173,21 @@ def test_a_request_past_the_timeout_fails_alone_and_the_rest_of_the_call_complet
     server.slow_seconds = 3.0
     with fake_server(server) as address:
         engine, _ = engine_at(address, timeout=0.5, concurrency=2)
-        with pytest.raises(EngineError, match=r"no answer within 0\.5 s"):
+        with pytest.raises(EngineError, match=r"no answer within 0\.5 s \(--timeout\)"):
             engine.generate([page(1), page(2), page(3)])
         engine.close()
     # Pages 1 and 3 were still sent and answered; the slow one was sent once (a timeout is not repeated).
     shades = sorted(image_of(s.body).getpixel((0, 0))[0] for s in server.pages() if s.body)  # type: ignore[index]
     assert shades == [1, 2, 3]
     assert [s.fault for s in server.pages()].count("slow") == 1
+
+
+def test_the_page_time_budget_caps_the_wait(server: FakeServer, base: str) -> None:
+    server.fault_by_pixel = {1: ["slow"]}
+    engine, _ = engine_at(base)
+    with pytest.raises(EngineError, match=r"no answer within the page time budget \(--page-timeout\)"):
+        engine.generate([page(1)], GenerationSettings(time_limit=0.5))
+    engine.close()
 
 
 def test_a_resized_image_is_an_error_for_that_page(server: FakeServer, base: str) -> None:

@@ -226,8 +226,9 @@ class OpenAIEngine:
             body["repetition_penalty"] = settings.repetition_penalty
         return body
 
-    def _post_once(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """One try; raises _Retryable, _Rejected, or EngineError for a read timeout."""
+    def _post_once(self, body: dict[str, Any], timeout: float, budget: bool = False) -> dict[str, Any]:
+        """One try; raises _Retryable, _Rejected, or EngineError for a read timeout (`budget`: the
+        page's time budget, not --timeout, set this try's limit)."""
         with self._lock:
             self.requests += 1
         try:
@@ -239,9 +240,8 @@ class OpenAIEngine:
         except httpx2.ReadTimeout:
             # The server took the request and is still working on it: greedy decoding of the same
             # page would take as long again, so a timeout is not repeated.
-            raise EngineError(
-                f"the server sent no answer within {timeout:g} s (raise --timeout, or --page-timeout if set)"
-            ) from None
+            limit = "the page time budget (--page-timeout)" if budget else f"{timeout:g} s (--timeout)"
+            raise EngineError(f"the server sent no answer within {limit}") from None
         except (httpx2.TransportError, httpx2.DecodingError) as exc:
             raise _Retryable(f"{type(exc).__name__}: {_one_line(str(exc)) or 'connection failed'}") from None
         if response.status_code == 429 or response.status_code >= 500:
@@ -266,11 +266,12 @@ class OpenAIEngine:
         attempt = 0
         while True:
             timeout = self.server.timeout
-            if deadline is not None:
-                timeout = min(timeout, deadline - time.monotonic())
-                if timeout <= 0:
-                    raise EngineError("the page time budget ran out waiting for the server")
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise EngineError("the page time budget ran out waiting for the server")
             try:
+                if left is not None and left < timeout:
+                    return self._post_once(body, left, budget=True)
                 return self._post_once(body, timeout)
             except _Rejected as exc:
                 if self._drop_extras(body, str(exc)):
