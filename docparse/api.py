@@ -14,7 +14,7 @@ from docparse.engines.base import Engine
 def convert(
     path: str | Path,
     *,
-    engine: Engine | None = None,
+    engine: Engine | str | None = None,
     progress: Callable[[Any], None] | None = None,
     cache_dir: str | Path | None = None,
     **options: Any,
@@ -22,16 +22,20 @@ def convert(
     """Convert one PDF or image file into a Document, as `docparse PATH` does.
 
     `options` are the command line's options by their Python names (`pages="1-3"`, `model=...`,
-    `device="cuda"`, `max_pixels=...`, `merge=False`, `keep_raw=Path(...)`; see
-    docparse.config.convert_options), turned into the same option records. Without `engine` the
-    model is loaded (and closed afterwards) only once the input has opened; an engine you pass is
-    left open, so one loaded model can serve many files. Raises docparse.errors.DocparseError
+    `device="cuda"`, `max_pixels=...`, `merge=False`, `keep_raw=Path(...)`, `api_base=...`; see
+    docparse.config.convert_options), turned into the same option records. `engine` is an engine
+    kind as --engine takes it ("transformers", "openai"), or an Engine object. Without an Engine
+    object the engine is opened (and closed afterwards) only once the input has opened; an engine
+    you pass is left open, so one loaded model can serve many files. Raises docparse.errors.DocparseError
     subclasses (UsageError, InputError, ModelUnavailableError); a page the engine fails on becomes a
     page with status "failed" instead. With `cache_dir`, model answers are read from and stored in
     that page cache (as the command line does by default), so converting again makes no model call.
     """
     from docparse.pipeline import convert as run
 
+    if isinstance(engine, str):  # an engine kind, as --engine takes it
+        options["engine"] = engine
+        engine = None
     records = convert_options(**options)
     loaded: list[Engine] = []
 
@@ -39,9 +43,9 @@ def convert(
         if engine is not None:
             return engine
         if not loaded:
-            from docparse.engines.transformers import load_engine
+            from docparse.engines import open_engine
 
-            loaded.append(load_engine(records.model))
+            loaded.append(open_engine(records))
         return loaded[0]
 
     from docparse.cache import PageCache

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from docparse import __version__
-from docparse.config import ConvertOptions, ModelOptions
+from docparse.config import ConvertOptions
 from docparse.document import Generation, Unit
 from docparse.engines.base import Answer, GenerationSettings
 from docparse.files import write_atomic
@@ -41,9 +41,14 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("docparse", appauthor=False))
 
 
-def model_identity(options: ModelOptions) -> dict[str, Any]:
-    """What names the model that answers: the one place to extend when another engine kind arrives."""
-    return {"model": options.model, "revision": options.revision, "dtype": options.dtype}
+def model_identity(options: ConvertOptions) -> dict[str, Any]:
+    """What names the model that answers. Locally: the checkpoint, its revision and the dtype it runs in. On a
+    server (--engine openai): the name it serves the model under (its weights and dtype are the server's).
+    The engine kind is part of it: two engines' kernels do not give byte-identical answers."""
+    m = options.model
+    if options.engine == "openai":
+        return {"engine": "openai", "model": options.server.served_model or m.model}
+    return {"engine": options.engine, "model": m.model, "revision": m.revision, "dtype": m.dtype}
 
 
 def page_prefix(options: ConvertOptions, file_sha256: str, number: int, turn: int) -> dict[str, Any]:
@@ -54,7 +59,7 @@ def page_prefix(options: ConvertOptions, file_sha256: str, number: int, turn: in
         "file": file_sha256,
         "page": number,
         "turn": turn,
-        **model_identity(m),
+        **model_identity(options),
         "prompt": m.prompt,
         "system_prompt": m.system_prompt,
         "min_pixels": options.raster.min_pixels,

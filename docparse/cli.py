@@ -32,11 +32,14 @@ from rich.text import Text
 from docparse import __version__
 from docparse.cache import PageCache
 from docparse.config import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_TIMEOUT,
     AssembleOptions,
     Attn,
     ConvertOptions,
     Device,
     DType,
+    EngineKind,
     Format,
     Images,
     WriteOptions,
@@ -71,7 +74,8 @@ from docparse.scheduler import Event, FileDone, FileStarted
 EXIT_CODES_HELP = (
     f"Exit codes: {EXIT_OK} everything converted; {EXIT_FAILED} some files or pages failed (the rest are "
     f"written; see --max-page-error-rate); {EXIT_USAGE} usage error; {EXIT_MODEL} the model could not be "
-    f"loaded; {EXIT_INTERRUPTED} interrupted (what was complete is written; run again to resume)."
+    f"loaded (or the server reached); {EXIT_INTERRUPTED} interrupted (what was complete is written; run "
+    f"again to resume)."
 )
 
 SUFFIX_FORMATS: dict[str, Format] = {
@@ -462,6 +466,39 @@ def convert(
             max=1.0,
         ),
     ] = 0.0,
+    engine: Annotated[
+        EngineKind,
+        typer.Option(
+            "--engine",
+            help="Where the model runs: transformers (here) or openai (an OpenAI-compatible server: vLLM, SGLang).",
+        ),
+    ] = "transformers",
+    api_base: Annotated[
+        str | None,
+        typer.Option("--api-base", help="--engine openai: the server's API address, e.g. http://host:8000/v1."),
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key-env",
+            help="--engine openai: name of the environment variable holding the API key (default: no key).",
+            metavar="VAR",
+        ),
+    ] = None,
+    served_model: Annotated[
+        str | None,
+        typer.Option("--served-model", help="--engine openai: the model's name on the server (default: --model)."),
+    ] = None,
+    concurrency: Annotated[
+        int,
+        typer.Option("--concurrency", help="--engine openai: requests in flight at once.", min=1),
+    ] = DEFAULT_CONCURRENCY,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout", help="--engine openai: seconds one request may take before the page fails.", min=0.001
+        ),
+    ] = DEFAULT_TIMEOUT,
     quiet: QuietOption = False,
     version: Annotated[
         bool,
@@ -498,6 +535,12 @@ def convert(
         keep_raw=keep_raw,
         max_retries=max_retries,
         page_timeout=page_timeout,
+        engine=engine,
+        api_base=api_base,
+        api_key_env=api_key_env,
+        served_model=served_model,
+        concurrency=concurrency,
+        timeout=timeout,
     )
     write_options = WriteOptions(
         format=fmt,
@@ -572,17 +615,20 @@ class BatchRun:
 
     def get_engine(self) -> Engine:
         if not self.engines:
-            from docparse.engines.transformers import load_engine
+            from docparse.engines import open_engine
 
-            if self.quiet or not sys.stderr.isatty():
+            if self.options.engine == "transformers" and (self.quiet or not sys.stderr.isatty()):
                 # Download and weight-loading bars are for a person at a terminal, not for logs.
                 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
                 from transformers.utils import logging as hf_logging
 
                 hf_logging.disable_progress_bar()
-            self.display.info(f"loading {self.options.model.model} ...")
+            if self.options.engine == "openai":
+                self.display.info(f"connecting to {self.options.server.api_base} ...")
+            else:
+                self.display.info(f"loading {self.options.model.model} ...")
             started = time.monotonic()
-            self.engines.append(load_engine(self.options.model))
+            self.engines.append(open_engine(self.options))
             self.display.info(f"model ready in {time.monotonic() - started:.1f} s")
         return self.engines[0]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -22,6 +23,12 @@ Attn = Literal["auto", "sdpa", "flash_attention_2", "eager"]
 Format = Literal["md", "html", "json"]
 # Picture crops: saved beside the output, embedded as data URIs, or not made (docparse.assets).
 Images = Literal["files", "embed", "none"]
+EngineKind = Literal["transformers", "openai"]
+
+# --engine openai: requests in flight (a vLLM server batches them continuously; see README "Serving
+# with vLLM or SGLang"), and seconds one request may take (a dense page is thousands of tokens).
+DEFAULT_CONCURRENCY = 8
+DEFAULT_TIMEOUT = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,24 @@ class ModelOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """Where an OpenAI-compatible server (vLLM, SGLang, `transformers serve`) runs, for `--engine openai`.
+
+    `api_key_env` names the environment variable holding the API key (None: no key is sent); the key
+    itself never passes through options. `served_model` is the name the server knows the model by
+    (None: the --model name). `concurrency` bounds the requests in flight, `timeout` is the seconds one
+    request may take, `retries` how often a request is repeated after a connection error, 429 or 5xx.
+    """
+
+    api_base: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str | None = None
+    served_model: str | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = 5
+
+
+@dataclass(frozen=True, slots=True)
 class AssembleOptions:
     """How pages become one document (docparse.assemble).
 
@@ -69,6 +94,9 @@ class ConvertOptions:
 
     raster: RasterOptions = RasterOptions()
     model: ModelOptions = ModelOptions()
+    # Which engine answers (docparse.engines.open_engine); `server` is read by --engine openai only.
+    engine: EngineKind = "transformers"
+    server: ServerOptions = ServerOptions()
     assemble: AssembleOptions = AssembleOptions()
     keep_raw: Path | None = None
     # Retries of a page whose answer looped or was cut off (docparse.recover), and the seconds of
@@ -115,6 +143,12 @@ def convert_options(
     keep_raw: Path | None = None,
     max_retries: int = 3,
     page_timeout: float | None = None,
+    engine: EngineKind = "transformers",
+    api_base: str | None = None,
+    api_key_env: str | None = None,
+    served_model: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> ConvertOptions:
     """The records for one conversion, from the CLI's options by name (the CLI and docparse.convert both
     build them here). `pages` is a range list such as "1-3,7,10-". Raises UsageError for bad values."""
@@ -124,6 +158,14 @@ def convert_options(
         raise UsageError("--batch-size and --max-new-tokens must be at least 1")
     if max_retries < 0 or (page_timeout is not None and page_timeout <= 0):
         raise UsageError("--max-retries must be 0 or more and --page-timeout above 0")
+    server = server_options(
+        engine,
+        api_base=api_base,
+        api_key_env=api_key_env,
+        served_model=served_model,
+        concurrency=concurrency,
+        timeout=timeout,
+    )
     ranges = None
     if pages is not None:
         from docparse.rasterize import parse_pages  # imports PyMuPDF
@@ -142,8 +184,55 @@ def convert_options(
             system_prompt=system_prompt,
             batch_size=batch_size,
         ),
+        engine=engine,
+        server=server,
         assemble=AssembleOptions(merge=merge),
         keep_raw=keep_raw,
         max_retries=max_retries,
         page_timeout=page_timeout,
+    )
+
+
+def server_options(
+    engine: EngineKind,
+    *,
+    api_base: str | None,
+    api_key_env: str | None,
+    served_model: str | None,
+    concurrency: int,
+    timeout: float,
+) -> ServerOptions:
+    """The server record for `engine`; UsageError when server options come without --engine openai,
+    --engine openai comes without --api-base, or a value is out of range."""
+    if engine == "transformers":
+        given = [
+            name
+            for name, value in (
+                ("--api-base", api_base),
+                ("--api-key-env", api_key_env),
+                ("--served-model", served_model),
+            )
+            if value is not None
+        ]
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply to --engine openai")
+        return ServerOptions()
+    if engine != "openai":
+        raise UsageError(f"unknown engine {engine!r}: use transformers or openai")
+    if api_base is None:
+        raise UsageError("--engine openai needs --api-base, e.g. http://127.0.0.1:8000/v1")
+    base = api_base.strip().rstrip("/")
+    if not base.lower().startswith(("http://", "https://")) or len(base.split("://", 1)[1]) == 0:
+        raise UsageError(f"--api-base takes an http(s) address such as http://127.0.0.1:8000/v1 (got {api_base!r})")
+    if api_key_env is not None and not os.environ.get(api_key_env, "").strip():
+        # Checked now, before the input is opened: the key itself stays in the environment.
+        raise UsageError(f"--api-key-env {api_key_env}: that environment variable is not set or empty")
+    if concurrency < 1 or timeout <= 0:
+        raise UsageError("--concurrency must be at least 1 and --timeout above 0")
+    return ServerOptions(
+        api_base=base,
+        api_key_env=api_key_env,
+        served_model=served_model,
+        concurrency=concurrency,
+        timeout=timeout,
     )

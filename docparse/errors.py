@@ -33,7 +33,8 @@ class PasswordError(InputError):
 
 
 class ModelUnavailableError(DocparseError):
-    """The model could not be loaded: not cached while offline, not found, or not a Qwen2.5-VL checkpoint."""
+    """The model could not be had: not cached while offline, not found, not a Qwen2.5-VL checkpoint; or its
+    server is down, refuses the key, does not serve it, or resizes page images."""
 
     exit_code = EXIT_MODEL
 

@@ -232,8 +232,10 @@ def test_a_second_run_makes_no_model_call_loads_no_model_and_renders_no_page(
         ConvertOptions(raster=RasterOptions(max_pixels=200_704), model=ModelOptions(max_new_tokens=100)),
         ConvertOptions(raster=RasterOptions(max_pixels=200_704), model=ModelOptions(revision="abc123")),
         ConvertOptions(raster=RasterOptions(max_pixels=300_000)),
+        ConvertOptions(raster=RasterOptions(max_pixels=200_704), engine="openai"),
+        ConvertOptions(raster=RasterOptions(max_pixels=200_704), model=ModelOptions(dtype="bfloat16")),
     ],
-    ids=["prompt", "system-prompt", "max-new-tokens", "revision", "max-pixels"],
+    ids=["prompt", "system-prompt", "max-new-tokens", "revision", "max-pixels", "engine", "dtype"],
 )
 def test_changing_what_shapes_an_answer_asks_the_model_again(tmp_path: Path, changed: ConvertOptions) -> None:
     cache = PageCache(tmp_path / "cache")

@@ -157,6 +157,35 @@ def build_tiny_model(path: Path, init_std: float = INIT_STD) -> Path:
     return path
 
 
+# A ChatML chat template for the tiny checkpoint, laying a turn out as docparse.prompt.chat_text does
+# (text and image parts in the order given), so that a server that formats chat messages itself
+# (`transformers serve`, vLLM) builds the same prompt as the local engine. Written for these tests.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'text' -%}{{ part['text'] }}"
+    "{%- elif part['type'] in ('image', 'image_url') -%}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{%- endif -%}{%- endfor -%}{%- endif -%}"
+    "{{ '<|im_end|>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+)
+
+
+def build_serving_model(path: Path) -> Path:
+    """The tiny checkpoint plus what a server needs to format chat requests: a chat template for the
+    tokenizer and the processor (Qwen2_5_VLProcessor, whose video processor needs torchvision)."""
+    build_tiny_model(path)
+    (path / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+    config_path = path / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["chat_template"] = CHAT_TEMPLATE
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    return path
+
+
 if __name__ == "__main__":
     import sys
 
