@@ -747,6 +747,8 @@ class BatchRun:
             raise self.single_error
         if self.single is not None:
             emit(self.single, self.write_options, self.jobs[0].output, password=self.options.raster.password)
+        if self.batch and not self.interrupted:
+            self.display.info(summary_line(self.report.totals()))
         if self.interrupted:
             totals = self.report.totals()
             self.display.error(
@@ -759,6 +761,16 @@ class BatchRun:
         if self.interrupted:
             return EXIT_INTERRUPTED
         return EXIT_FAILED if self.failed else EXIT_OK
+
+
+def summary_line(totals: dict[str, int]) -> str:
+    """The closing line of a batch: files converted and failed, pages, and what the cache saved."""
+    failed = f", {totals['failed']} failed" if totals["failed"] else ""
+    return (
+        f"done: {totals['converted']} of {totals['files']} files converted{failed}; {totals['pages']} pages "
+        f"({totals['pages_failed']} failed, {totals['pages_cached']} from the cache, {totals['model_calls']} "
+        "model calls)"
+    )
 
 
 def write_output(

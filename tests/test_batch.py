@@ -390,9 +390,11 @@ def test_exit_0_when_everything_converts_and_the_log_is_plain_lines(
     pattern = re.compile(
         r"^docparse: (loading \S+ \.\.\.|model ready in [\d.]+ s"
         r"|doc0\d\.pdf page 1 \(1/1\): \d+ blocks, \d+ tokens in [\d.]+ s \(stop\)"
-        r"|\S+doc0\d\.pdf -> \S+doc0\d\.md: 1 pages \(0 failed, 0 from the cache\) in [\d.]+ s)$"
+        r"|\S+doc0\d\.pdf -> \S+doc0\d\.md: 1 pages \(0 failed, 0 from the cache\) in [\d.]+ s"
+        r"|done: 3 of 3 files converted; 3 pages \(0 failed, 0 from the cache, 3 model calls\))$"
     )
     assert lines and all(pattern.match(line) for line in lines), err
+    assert lines[-1].startswith("docparse: done: ")  # the run ends with its totals
     assert sum("page 1 (1/1)" in line for line in lines) == 3
     code, _, quiet = run_cli(
         [str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q", "--max-pixels", "200704"], capsys
