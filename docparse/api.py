@@ -39,7 +39,7 @@ def convert(
         if not loaded:
             from docparse.engines.transformers import load_engine
 
-            loaded.append(load_engine(records.model))
+            loaded.append(load_engine(records.model, records.raster.max_pixels))
         return loaded[0]
 
     try:

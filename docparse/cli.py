@@ -23,6 +23,7 @@ from docparse.config import (
     Format,
     WriteOptions,
     convert_options,
+    parse_batch_size,
 )
 from docparse.document import Document, Unit
 from docparse.engines.base import Engine
@@ -242,7 +243,13 @@ def convert(
     ] = DEFAULT_MAX_NEW_TOKENS,
     prompt: Annotated[str, typer.Option("--prompt", help="The request sent with each page image.")] = DEFAULT_PROMPT,
     system_prompt: Annotated[str, typer.Option("--system-prompt", help="The system message.")] = DEFAULT_SYSTEM_PROMPT,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Pages per generate call.", min=1)] = 1,
+    batch_size: Annotated[
+        str,
+        typer.Option(
+            "--batch-size",
+            help="Pages per generate call, or auto: as many as the free memory holds (at most 4 on CPU, 32 on CUDA).",
+        ),
+    ] = "auto",
     keep_raw: Annotated[
         Path | None,
         typer.Option("--keep-raw", help="Folder to save each page's raw answer with a JSON sidecar."),
@@ -291,7 +298,7 @@ def convert(
         max_new_tokens=max_new_tokens,
         prompt=prompt,
         system_prompt=system_prompt,
-        batch_size=batch_size,
+        batch_size=parse_batch_size(batch_size),
         merge=not no_merge,
         keep_raw=keep_raw,
         max_retries=max_retries,
@@ -317,9 +324,10 @@ def convert(
             if not quiet:
                 err.print(f"docparse: loading {model} ...", markup=False)
             started = time.monotonic()
-            engine_holder.append(load_engine(options.model))
+            engine_holder.append(load_engine(options.model, options.raster.max_pixels))
             if not quiet:
-                err.print(f"docparse: model ready in {time.monotonic() - started:.1f} s", markup=False)
+                ready = f"model ready in {time.monotonic() - started:.1f} s, batch size {engine_holder[0].batch_size}"
+                err.print(f"docparse: {ready}", markup=False)
         return engine_holder[0]
 
     try:

@@ -154,7 +154,7 @@ def _metadata(path: Path, options: ConvertOptions, page_count: int, engine: Engi
         "max_pixels": options.raster.max_pixels,
         "max_new_tokens": m.max_new_tokens,
         "decoding": "greedy",
-        "batch_size": m.batch_size,
+        "batch_size": m.batch_size or engine.batch_size,
         "merge": options.assemble.merge,
         "max_retries": options.max_retries,
         "page_timeout": options.page_timeout,
@@ -177,7 +177,7 @@ def convert(
         engine = get_engine()
         pages: list[Page] = []
         first_try = GenerationSettings(time_limit=options.page_timeout)
-        for batch in _batched(doc.pages(), options.model.batch_size):
+        for batch in _batched(doc.pages(), options.model.batch_size or engine.batch_size):
             # Blank pages never reach the model; the others of the batch go together.
             todo = [p for p in batch if not p.blank]
             results: dict[int, Page] = {p.number: _empty_page(p, "skipped-blank", _BLANK, 0) for p in batch if p.blank}
