@@ -89,6 +89,29 @@ def test_pages_are_grouped_by_size_and_answered_in_input_order(
     assert spy.calls[0][1] == answers[1].generation.tokens_in
 
 
+def test_inputs_built_ahead_in_a_thread_give_the_same_answers(
+    engine4: TransformersEngine, images: list[Image.Image], alone: list[str]
+) -> None:
+    engine4.prefetch = True  # on by default off the CPU only
+    engine4._batch_size = 2
+    built: list[int] = []
+    inner = engine4.build_inputs
+
+    def build_inputs(pages: Any) -> Any:
+        built.append(len(pages))
+        return inner(pages)
+
+    engine4.build_inputs = build_inputs  # type: ignore[method-assign]
+    assert [a.text for a in engine4.generate(images)] == alone
+    assert built == [2, 2, 1]  # each chunk built once: the second and third ahead of their turn
+    # A halving discards the chunk built ahead at the old size and still answers every page.
+    spy = GenerateSpy(engine4, limit=1)
+    built.clear()
+    assert [a.text for a in engine4.generate(images)] == alone
+    assert spy.failed == [2]
+    assert sorted(built) == [1, 1, 1, 1, 1, 2, 2]
+
+
 @pytest.mark.parametrize(
     "error",
     [

@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -447,6 +448,10 @@ class TransformersEngine:
         # Pages per generate call: --batch-size, or what `load_engine` worked out from free memory
         # for `auto`; halved for good when a chunk runs out of memory.
         self._batch_size = max(1, batch_size or options.batch_size or 1)
+        # Build the next chunk's inputs (tokenise + image processor, about 0.15 s a page) in a
+        # thread while this chunk generates. Off on CPU: there both compete for the same cores,
+        # and a real-size page's model time is minutes (benchmarks/RESULTS.md, overhead).
+        self.prefetch = device != "cpu"
 
     @property
     def model_id(self) -> str:
@@ -586,7 +591,9 @@ class TransformersEngine:
             config.temperature = settings.temperature
         return config
 
-    def _generate_chunk(self, images: Sequence[Image.Image], settings: GenerationSettings) -> list[PageTokens]:
+    def _generate_chunk(
+        self, images: Sequence[Image.Image], settings: GenerationSettings, inputs: dict[str, torch.Tensor] | None = None
+    ) -> list[PageTokens]:
         import torch
         from transformers import StoppingCriteriaList
 
@@ -595,7 +602,8 @@ class TransformersEngine:
         if self.model is None:
             raise EngineError("the engine was closed")
         start = time.perf_counter()
-        inputs = self.build_inputs(images)
+        if inputs is None:
+            inputs = self.build_inputs(images)
         prompt_len = inputs["input_ids"].shape[1]
         tokens_in = [int(n) for n in inputs["attention_mask"].sum(dim=1)]
         dtype = self.model.dtype
@@ -650,7 +658,8 @@ class TransformersEngine:
         """Generation for each page, in chunks of `batch_size` pages of similar size; results in page order.
 
         Pages are sorted by size (area, then shape) before they are cut into chunks, so a chunk's
-        prompts need little padding. A chunk that runs out of memory is retried in halves, and the
+        prompts need little padding; with `prefetch` the next chunk's inputs are built while this
+        one generates. A chunk that runs out of memory is retried in halves, and the
         halved size is kept for later calls; EngineError only when one page alone does not fit.
         Greedy unless `settings` say otherwise. A page caught looping stops alone (finish reason
         "repetition"); `settings.time_limit` bounds each chunk (finish reason "time").
@@ -658,22 +667,35 @@ class TransformersEngine:
         """
         order = sorted(range(len(images)), key=lambda i: (images[i].width * images[i].height, images[i].size))
         results: dict[int, PageTokens] = {}
+        pool = ThreadPoolExecutor(1, "docparse-prepare") if self.prefetch and len(order) > self._batch_size else None
+        ahead: tuple[list[int], Future[dict[str, torch.Tensor]]] | None = None
         done = 0
-        while done < len(order):
-            chunk = order[done : done + self._batch_size]
-            try:
-                pages = self._generate_chunk([images[i] for i in chunk], settings)
-            except _OutOfMemory as exc:
-                if len(chunk) == 1:
-                    raise EngineError(
-                        f"out of memory on one page alone ({exc}); use a smaller --max-pixels or "
-                        f"--max-new-tokens, or a device with more memory"
-                    ) from None
-                self._batch_size = max(1, len(chunk) // 2)
-                log.info("out of memory on %d pages at once: batch size now %d", len(chunk), self._batch_size)
-                continue
-            results.update(zip(chunk, pages, strict=True))
-            done += len(chunk)
+        try:
+            while done < len(order):
+                chunk = order[done : done + self._batch_size]
+                inputs = None
+                if ahead is not None and ahead[0] == chunk:  # else the chunks were halved: build anew
+                    inputs = ahead[1].result()
+                ahead = None
+                following = order[done + len(chunk) : done + len(chunk) + self._batch_size]
+                if pool is not None and following:
+                    ahead = (following, pool.submit(self.build_inputs, [images[i] for i in following]))
+                try:
+                    pages = self._generate_chunk([images[i] for i in chunk], settings, inputs)
+                except _OutOfMemory as exc:
+                    if len(chunk) == 1:
+                        raise EngineError(
+                            f"out of memory on one page alone ({exc}); use a smaller --max-pixels or "
+                            f"--max-new-tokens, or a device with more memory"
+                        ) from None
+                    self._batch_size = max(1, len(chunk) // 2)
+                    log.info("out of memory on %d pages at once: batch size now %d", len(chunk), self._batch_size)
+                    continue
+                results.update(zip(chunk, pages, strict=True))
+                done += len(chunk)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         return [results[i] for i in range(len(images))]
 
     def generate(self, images: Sequence[Image.Image], settings: GenerationSettings = GREEDY) -> list[Answer]:
