@@ -10,7 +10,7 @@ import shlex
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -94,15 +94,19 @@ def stamp() -> str:
 
 def tiny_engine(device: str, dtype: str, max_new_tokens: int, batch_size: int | None = None) -> Any:
     """The tests' tiny random checkpoint, built in a temporary folder and loaded by docparse."""
-    from docparse.config import ModelOptions
+    from docparse.config import Device, DType, ModelOptions
     from docparse.engines.transformers import load_engine
     from tests.tiny_model import build_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_tiny_model(Path(tmp) / "tiny")
         options = ModelOptions(
-            model=str(folder), device=device, dtype=dtype, max_new_tokens=max_new_tokens, batch_size=batch_size
-        )  # type: ignore[arg-type]
+            model=str(folder),
+            device=cast(Device, device),
+            dtype=cast(DType, dtype),
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+        )
         return load_engine(options)
 
 
@@ -119,7 +123,7 @@ def real_shape_engine(device: str, dtype: str, max_new_tokens: int, batch_size: 
     from docparse.engines.transformers import TransformersEngine, resolve_attn, resolve_dtype
 
     tiny = tiny_engine("cpu", "float32", max_new_tokens)
-    torch_dtype = resolve_dtype(dtype, device)  # type: ignore[arg-type]
+    torch_dtype = resolve_dtype(cast(Any, dtype), device)
     raw = json.loads((ROOT / "benchmarks" / "configs" / "qwen2_5_vl_3b.json").read_text())
     raw.pop("_source")
     for key in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"):

@@ -661,9 +661,15 @@ class TransformersEngine:
         prompts need little padding; with `prefetch` the next chunk's inputs are built while this
         one generates. A chunk that runs out of memory is retried in halves, and the
         halved size is kept for later calls; EngineError only when one page alone does not fit.
-        Greedy unless `settings` say otherwise. A page caught looping stops alone (finish reason
-        "repetition"); `settings.time_limit` bounds each chunk (finish reason "time").
-        Raises EngineError (one line) when generation fails.
+        Greedy unless `settings` say otherwise. Each page stops at its own end (end-of-sequence
+        token, or caught looping: finish reason "repetition"); `settings.time_limit` bounds each
+        chunk (finish reason "time"). A page that has ended still rides in its chunk until the
+        last page ends: transformers' generate feeds it padding, which costs its row of each
+        later step's arithmetic and keeps its KV cache, but no extra weight reads (the part of a
+        decode step that dominates at small batches). Dropping finished rows would need a
+        decode loop of our own that shrinks the cache; grouping pages by size does not help,
+        since answer lengths do not follow image sizes. Raises EngineError (one line) when
+        generation fails.
         """
         order = sorted(range(len(images)), key=lambda i: (images[i].width * images[i].height, images[i].size))
         results: dict[int, PageTokens] = {}
