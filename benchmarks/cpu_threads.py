@@ -2,7 +2,7 @@
 
 Run from the repo root:  python -m benchmarks.cpu_threads
 Times the MLP of one Qwen2.5-VL-3B text layer (gate, up, SiLU, down: 68 M weights, 82% of the
-layer's weights) on rows of 1 and 4 tokens (decode at batch 1 and 4: memory-bound) and 256 tokens
+layer's weights) on rows of 1 to 16 tokens (one decode step at batch 1 to 16) and 256 tokens
 (prefill: compute-bound; bfloat16 only where the CPU has it natively), in float32 and bfloat16,
 with 1 thread and with every core torch uses by default; the best of --repeat runs is kept,
 since other users share the cores.
@@ -51,7 +51,7 @@ def main() -> None:
         gate, up, down = mlp(dtype)
         # Emulated bfloat16 prefill takes minutes per call without AVX512-BF16/AMX: decode sizes only.
         native = dtype == torch.float32 or torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        for tokens in (1, 4, 256) if native else (1, 4):
+        for tokens in (1, 2, 4, 8, 16, 256) if native else (1, 2, 4, 8, 16):
             repeat = args.repeat
             x = torch.randn(tokens, 2048, dtype=dtype)
 
@@ -63,14 +63,18 @@ def main() -> None:
                 torch.set_num_threads(n)
                 run()
                 seconds = best(run, repeat)
-                results[(str(dtype).split(".")[1], tokens, n)] = seconds
-                rows.append(f"| {str(dtype).split('.')[1]} | {tokens} | {n} | {1000 * seconds:.2f} |")
+                name = str(dtype).split(".")[1]
+                results[(name, tokens, n)] = seconds
+                per_token = (results[(name, 1, n)] / seconds * tokens) if tokens <= 16 else float("nan")
+                rows.append(f"| {name} | {tokens} | {n} | {1000 * seconds:.2f} | {per_token:.2f}x |")
                 print(rows[-1], flush=True)
     torch.set_num_threads(cores)
     body = (
         "## CPU dtype and threads (one 3B-shape MLP layer)\n\n"
         f"{header}- load average at end: {load_average()}\n\n"
-        "| dtype | tokens | threads | ms (best of runs) |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
+        "| dtype | tokens | threads | ms (best of runs) | tokens/s vs 1 token |\n|---|---|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n"
     )
     print(body)
     if not args.no_write:

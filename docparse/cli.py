@@ -247,7 +247,7 @@ def convert(
         str,
         typer.Option(
             "--batch-size",
-            help="Pages per generate call, or auto: as many as the free memory holds (at most 4 on CPU, 32 on CUDA).",
+            help="Pages per generate call, or auto: what free memory holds (CPU: 8 to 16, else 1; CUDA: up to 32).",
         ),
     ] = "auto",
     keep_raw: Annotated[

@@ -200,6 +200,9 @@ def test_plan_takes_what_fits_within_the_cap() -> None:
     assert plan_batch_size(page, 0, 10 * gib, cap=4).batch_size == 4
     assert plan_batch_size(page, 6 * gib, 10 * gib, cap=64).batch_size == 1  # shared 9 GiB at 1.5x: none fit
     assert plan_batch_size(page, 0, 0, cap=4).batch_size == 1  # at least one page: halving handles the rest
+    # A floor: fewer pages than it fit, so one at a time (on a CPU 2 to 4 rows decode no faster than 1).
+    assert plan_batch_size(page, 0, 2 * gib, cap=16, floor=8).batch_size == 1  # 4 fit
+    assert plan_batch_size(page, 0, 4 * gib, cap=16, floor=8).batch_size == 8  # 8 fit
 
 
 def test_auto_batch_size_is_chosen_at_load_from_free_memory(
@@ -209,13 +212,18 @@ def test_auto_batch_size_is_chosen_at_load_from_free_memory(
     assert roomy.batch_size == tf.AUTO_BATCH_CAP["cpu"]  # the tiny model fits many times over
     spy = GenerateSpy(roomy)
     assert [a.text for a in roomy.generate(images)] == alone
-    assert [rows for rows, _ in spy.calls] == [4, 1]
+    assert [rows for rows, _ in spy.calls] == [5]
 
     page_bytes = roomy.plan_batch_size().page_bytes
-    # Free memory for two pages and a half: auto takes two.
-    free = int(2.5 * page_bytes * tf.AUTO_SAFETY / tf.AUTO_MEMORY_SHARE)
-    monkeypatch.setattr(tf, "free_memory_bytes", lambda device: free)
-    assert load(tiny_model_dir).batch_size == 2
+
+    def room_for(pages: float) -> None:
+        free = int(pages * page_bytes * tf.AUTO_SAFETY / tf.AUTO_MEMORY_SHARE)
+        monkeypatch.setattr(tf, "free_memory_bytes", lambda device: free)
+
+    room_for(9.5)
+    assert load(tiny_model_dir).batch_size == 9
+    room_for(5.5)  # on a CPU fewer than 8 pages at once decode no faster than one
+    assert load(tiny_model_dir).batch_size == 1
     monkeypatch.setattr(tf, "free_memory_bytes", lambda device: 0)
     assert load(tiny_model_dir).batch_size == 1
     assert load(tiny_model_dir, batch_size=3).batch_size == 3  # a number given is kept

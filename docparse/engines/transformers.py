@@ -332,12 +332,17 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
-# The most pages `--batch-size auto` puts in one generate call, by device. CPU: measured on the
-# real-size 3B (benchmarks/RESULTS.md, engine-3b-cpu): decode is memory-bound, so a batch of 4
-# reads the weights once for 4 tokens; past that the 2 cores' arithmetic, the vision encoder and
-# the prefill (which batching does not speed up) dominate, and every page of a batch waits for
-# the longest. GPU: decode stays memory-bound far higher (benchmarks/gpu.sh measures 1 to 64).
-AUTO_BATCH_CAP = {"cpu": 4, "cuda": 32, "mps": 8}
+# The most pages `--batch-size auto` puts in one generate call, by device, and the fewest it
+# bothers with (fewer than that fit: one page at a time). CPU, measured on this project's 2-core
+# AVX2 EPYC with torch 2.13 float32 (benchmarks/RESULTS.md, cpu-threads and engine-3b-cpu): one
+# token's matmul takes a fast matrix-vector path, while 2 to 4 rows take a matrix-matrix path
+# that costs about as much per row, so batches of 2 to 4 decode no faster than one page (0.8x
+# the tokens/s for a 3B MLP layer); 8 rows cost about what 4 do (1.6x), 16 (2.5x). And every
+# page of a batch waits for the longest, while vision and prefill gain nothing. So on a CPU
+# auto batches only when at least 8 pages fit, up to 16. GPU: decode stays memory-bound far
+# higher; 32 is a first cap that benchmarks/gpu.sh (batch 1 to 64 on an H100) is there to check.
+AUTO_BATCH_CAP = {"cpu": 16, "cuda": 32, "mps": 8}
+AUTO_BATCH_FLOOR = {"cpu": 8}
 # Share of the free memory that `auto` plans to fill, and the factor by which the estimate of
 # one page's memory is raised (allocator slack, temporaries the estimate leaves out).
 AUTO_MEMORY_SHARE = 0.8
@@ -399,11 +404,15 @@ def free_memory_bytes(device: str) -> int:
     return int(psutil.virtual_memory().available)
 
 
-def plan_batch_size(page_bytes: int, shared_bytes: int, free_bytes: int, cap: int) -> BatchPlan:
-    """The largest batch (1 to `cap`) whose estimated memory fits in the planned share of `free_bytes`."""
+def plan_batch_size(page_bytes: int, shared_bytes: int, free_bytes: int, cap: int, floor: int = 1) -> BatchPlan:
+    """The largest batch (1 to `cap`) whose estimated memory fits in the planned share of `free_bytes`.
+
+    A batch smaller than `floor` is not worth its padding and waiting: then 1.
+    """
     usable = free_bytes * AUTO_MEMORY_SHARE - shared_bytes * AUTO_SAFETY
     fits = int(usable // (page_bytes * AUTO_SAFETY)) if page_bytes > 0 else cap
-    return BatchPlan(page_bytes, shared_bytes, free_bytes, cap, max(1, min(cap, fits)))
+    size = max(1, min(cap, fits))
+    return BatchPlan(page_bytes, shared_bytes, free_bytes, cap, size if size >= floor else 1)
 
 
 # --- the engine -------------------------------------------------------------------------------
@@ -743,7 +752,8 @@ class TransformersEngine:
             str(getattr(self.model.config, "_attn_implementation", "sdpa")),
         )
         cap = AUTO_BATCH_CAP.get(self.device, 1)
-        return plan_batch_size(page_bytes, shared_bytes, free_memory_bytes(self.device), cap)
+        floor = AUTO_BATCH_FLOOR.get(self.device, 1)
+        return plan_batch_size(page_bytes, shared_bytes, free_memory_bytes(self.device), cap, floor)
 
     def _free_memory(self) -> None:
         import torch
