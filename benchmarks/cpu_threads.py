@@ -65,8 +65,8 @@ def main() -> None:
                 seconds = best(run, repeat)
                 name = str(dtype).split(".")[1]
                 results[(name, tokens, n)] = seconds
-                per_token = (results[(name, 1, n)] / seconds * tokens) if tokens <= 16 else float("nan")
-                rows.append(f"| {name} | {tokens} | {n} | {1000 * seconds:.2f} | {per_token:.2f}x |")
+                gain = f"{results[(name, 1, n)] / seconds * tokens:.2f}x" if tokens <= 16 else "-"
+                rows.append(f"| {name} | {tokens} | {n} | {1000 * seconds:.2f} | {gain} |")
                 print(rows[-1], flush=True)
     torch.set_num_threads(cores)
     body = (

@@ -45,11 +45,13 @@ def make_pdf(path: Path, pages: int) -> Path:
 def peak_rss(args: list[str]) -> tuple[float, float, int]:
     """Run `args` as a child; its peak RSS in MiB, its wall seconds and its exit status."""
     started = time.perf_counter()
-    child = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    assert child.stderr is not None
-    err = child.stderr.read().decode(errors="replace").strip()
+    # stderr to a file: a pipe nobody reads while waiting fills up and stalls a chatty child.
+    with tempfile.TemporaryFile() as log:
+        child = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+        log.seek(0)
+        err = log.read().decode(errors="replace").strip()
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         print(f"exit {code}: {err[-500:]}", file=sys.stderr)
