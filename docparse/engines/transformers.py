@@ -433,7 +433,6 @@ class TransformersEngine:
         tokenizer: Any,
         image_processor: Any,
         device: str,
-        batch_size: int | None = None,
     ) -> None:
         self.options = options
         self.checkpoint = checkpoint
@@ -456,7 +455,7 @@ class TransformersEngine:
         model.generation_config = self.generation_config
         # Pages per generate call: --batch-size, or what `load_engine` worked out from free memory
         # for `auto`; halved for good when a chunk runs out of memory.
-        self._batch_size = max(1, batch_size or options.batch_size or 1)
+        self._batch_size = max(1, options.batch_size or 1)
         # Build the next chunk's inputs (tokenise + image processor, about 0.15 s a page) in a
         # thread while this chunk generates. Off on CPU: there both compete for the same cores,
         # and a real-size page's model time is minutes (benchmarks/RESULTS.md, overhead).
