@@ -167,6 +167,7 @@ def main() -> None:
     print(body)
     if not args.no_write:
         suffix = "" if args.cache == "dynamic" else f"-{args.cache}"
+        suffix += "" if args.threads is None else f"-{args.threads}thread"
         write_results(f"engine-{args.arch}-{args.device}{suffix}", body)
 
 
