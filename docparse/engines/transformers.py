@@ -615,16 +615,17 @@ class TransformersEngine:
         prompt_len = inputs["input_ids"].shape[1]
         tokens_in = [int(n) for n in inputs["attention_mask"].sum(dim=1)]
         dtype = self.model.dtype
-        on_device = {
-            k: (v.to(self.device, dtype) if k == "pixel_values" else v.to(self.device)) for k, v in inputs.items()
-        }
         loops = RepetitionStop(prompt_len)
         budget = TimeBudget(settings.time_limit, start) if settings.time_limit is not None else None
         criteria = StoppingCriteriaList([c for c in (loops if settings.stop_on_repetition else None, budget) if c])
         if settings.temperature is not None:
             torch.manual_seed(settings.seed)
         failure: str | None = None
+        on_device: dict[str, torch.Tensor] = {}
         try:
+            on_device = {
+                k: (v.to(self.device, dtype) if k == "pixel_values" else v.to(self.device)) for k, v in inputs.items()
+            }
             with torch.inference_mode():
                 output = self.model.generate(
                     **on_device, generation_config=self.config_for(settings), stopping_criteria=criteria
@@ -636,7 +637,7 @@ class TransformersEngine:
             failure = _one_line(exc)
         if failure is not None:
             # Outside the except block: the traceback (and the tensors its frames hold) is gone.
-            del on_device, inputs
+            on_device.clear()
             self._free_memory()
             raise _OutOfMemory(failure)
         new_tokens = output[:, prompt_len:].tolist()
