@@ -44,6 +44,7 @@ from docparse.config import (
     Images,
     WriteOptions,
     convert_options,
+    parse_batch_size,
 )
 from docparse.document import Document, Unit
 from docparse.engines.base import Engine
@@ -408,7 +409,13 @@ def convert(
     ] = DEFAULT_MAX_NEW_TOKENS,
     prompt: Annotated[str, typer.Option("--prompt", help="The request sent with each page image.")] = DEFAULT_PROMPT,
     system_prompt: Annotated[str, typer.Option("--system-prompt", help="The system message.")] = DEFAULT_SYSTEM_PROMPT,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Pages per generate call.", min=1)] = 1,
+    batch_size: Annotated[
+        str,
+        typer.Option(
+            "--batch-size",
+            help="Pages per generate call, or auto: what free memory holds (CPU: 8 to 16, else 1; CUDA: up to 32).",
+        ),
+    ] = "auto",
     keep_raw: Annotated[
         Path | None,
         typer.Option("--keep-raw", help="Folder to save each page's raw answer with a JSON sidecar."),
@@ -530,7 +537,7 @@ def convert(
         max_new_tokens=max_new_tokens,
         prompt=prompt,
         system_prompt=system_prompt,
-        batch_size=batch_size,
+        batch_size=parse_batch_size(batch_size),
         merge=not no_merge,
         keep_raw=keep_raw,
         max_retries=max_retries,
@@ -629,7 +636,8 @@ class BatchRun:
                 self.display.info(f"loading {self.options.model.model} ...")
             started = time.monotonic()
             self.engines.append(open_engine(self.options))
-            self.display.info(f"model ready in {time.monotonic() - started:.1f} s")
+            ready = f"model ready in {time.monotonic() - started:.1f} s, batch size {self.engines[0].batch_size}"
+            self.display.info(ready)
         return self.engines[0]
 
     def _failure(self) -> None:

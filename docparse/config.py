@@ -56,7 +56,8 @@ class ModelOptions:
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     prompt: str = DEFAULT_PROMPT
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    batch_size: int = 1
+    # Pages per generate call; None ("auto"): the engine picks from free memory when it loads.
+    batch_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,19 @@ class WriteOptions:
     online_assets: bool = False
 
 
+def parse_batch_size(text: str) -> int | None:
+    """`--batch-size`: "auto" is None (the engine decides), else a whole number of at least 1."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        size = int(text)
+    except ValueError:
+        raise UsageError(f"--batch-size {text!r}: give a whole number of pages or auto") from None
+    if size < 1:
+        raise UsageError(f"--batch-size {size}: must be at least 1 (or auto)")
+    return size
+
+
 def convert_options(
     *,
     pages: str | None = None,
@@ -138,7 +152,7 @@ def convert_options(
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     prompt: str = DEFAULT_PROMPT,
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
-    batch_size: int = 1,
+    batch_size: int | None = None,
     merge: bool = True,
     keep_raw: Path | None = None,
     max_retries: int = 3,
@@ -154,7 +168,7 @@ def convert_options(
     build them here). `pages` is a range list such as "1-3,7,10-". Raises UsageError for bad values."""
     if min_pixels > max_pixels:
         raise UsageError(f"--min-pixels {min_pixels} is above --max-pixels {max_pixels}")
-    if batch_size < 1 or max_new_tokens < 1:
+    if (batch_size is not None and batch_size < 1) or max_new_tokens < 1:
         raise UsageError("--batch-size and --max-new-tokens must be at least 1")
     if max_retries < 0 or (page_timeout is not None and page_timeout <= 0):
         raise UsageError("--max-retries must be 0 or more and --page-timeout above 0")

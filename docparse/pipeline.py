@@ -152,7 +152,7 @@ def document_metadata(sha256: str, options: ConvertOptions, page_count: int, mod
         "max_pixels": options.raster.max_pixels,
         "max_new_tokens": m.max_new_tokens,
         "decoding": "greedy",
-        "batch_size": m.batch_size,
+        "batch_size": m.batch_size if m.batch_size is not None else "auto",
         "merge": options.assemble.merge,
         "max_retries": options.max_retries,
         "page_timeout": options.page_timeout,

@@ -187,7 +187,7 @@ def run_batch(
     emit = events or (lambda _event: None)
     first_try = GenerationSettings(time_limit=options.page_timeout)
     q: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=64)
-    slots = _Slots(max(1, options.model.batch_size) * 2)
+    slots = _Slots(max(1, options.model.batch_size or 1) * 2)
     docs: dict[int, _Doc] = {}
     listed: set[int] = set()  # documents whose pages the producer has all handed over
     pending: list[tuple[int, PageImage, dict[str, Any]]] = []

@@ -308,8 +308,8 @@ def fake_model(monkeypatch: pytest.MonkeyPatch) -> list[FakeEngine]:
     """`docparse` loads FakeEngines instead of a model; the list holds each one loaded."""
     loaded: list[FakeEngine] = []
 
-    def load_engine(options: ModelOptions) -> FakeEngine:
-        engine = FakeEngine(batch_size=options.batch_size)
+    def load_engine(options: ModelOptions, max_pixels: int | None = None) -> FakeEngine:
+        engine = FakeEngine(batch_size=options.batch_size or 1)
         loaded.append(engine)
         return engine
 
@@ -388,7 +388,7 @@ def test_exit_0_when_everything_converts_and_the_log_is_plain_lines(
     assert "\x1b" not in err  # stderr is not a terminal: no bars, no colour codes
     lines = err.splitlines()
     pattern = re.compile(
-        r"^docparse: (loading \S+ \.\.\.|model ready in [\d.]+ s"
+        r"^docparse: (loading \S+ \.\.\.|model ready in [\d.]+ s, batch size \d+"
         r"|doc0\d\.pdf page 1 \(1/1\): \d+ blocks, \d+ tokens in [\d.]+ s \(stop\)"
         r"|\S+doc0\d\.pdf -> \S+doc0\d\.md: 1 pages \(0 failed, 0 from the cache\) in [\d.]+ s"
         r"|done: 3 of 3 files converted; 3 pages \(0 failed, 0 from the cache, 3 model calls\))$"
@@ -427,7 +427,7 @@ def test_usage_errors_of_a_batch_exit_2(
 def test_exit_3_when_the_model_cannot_be_had_and_the_report_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def load_engine(_options: ModelOptions) -> FakeEngine:
+    def load_engine(_options: ModelOptions, _max_pixels: int | None = None) -> FakeEngine:
         raise ModelUnavailableError("model nowhere: not cached and HF_HUB_OFFLINE=1")
 
     import docparse.engines.transformers as transformers_engine
@@ -447,7 +447,7 @@ def test_ctrl_c_finishes_the_page_in_flight_writes_what_is_complete_and_exits_13
     engine = FakeEngine(on_call=lambda n: os.kill(os.getpid(), signal.SIGINT) if n == 2 else None)
     import docparse.engines.transformers as transformers_engine
 
-    monkeypatch.setattr(transformers_engine, "load_engine", lambda _o: engine)
+    monkeypatch.setattr(transformers_engine, "load_engine", lambda _o, _px=None: engine)
     copies(tmp_path / "in", 5)
     out, report = tmp_path / "out", tmp_path / "r.json"
     code, _, err = run_cli([str(tmp_path / "in"), "-o", str(out), "--report", str(report), "-q"], capsys)
@@ -482,7 +482,7 @@ def test_max_page_error_rate_decides_whether_a_file_with_failed_pages_fails(
     engine = FakeEngine(fail=lambda n: n == 2)
     import docparse.engines.transformers as transformers_engine
 
-    monkeypatch.setattr(transformers_engine, "load_engine", lambda _o: engine)
+    monkeypatch.setattr(transformers_engine, "load_engine", lambda _o, _px=None: engine)
     pdf = shared_file("fixtures", "pdfs", "cjk-korean-nars-report-4pp.pdf")  # 4 pages: 1 failed is 25 %
     report = tmp_path / "r.json"
     args = [str(pdf), "-o", str(tmp_path / "out.json"), "--max-page-error-rate", rate, "--report", str(report)]
@@ -632,7 +632,7 @@ def test_the_report_is_rewritten_during_a_run_and_stale_temporary_files_are_remo
             seen.append([f["status"] for f in json.loads(report.read_text())["files"]])
 
     engine = FakeEngine(on_call=peek)
-    monkeypatch.setattr(transformers_engine, "load_engine", lambda _o: engine)
+    monkeypatch.setattr(transformers_engine, "load_engine", lambda _o, _px=None: engine)
     monkeypatch.setattr(docparse.cli, "REPORT_EVERY", 0.0)
     copies(tmp_path / "in", 2)
     stale = tmp_path / "out" / ".doc00.md.x1y2z3.part"  # as write_atomic leaves it when killed mid-write

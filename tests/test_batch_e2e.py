@@ -105,7 +105,8 @@ def test_a_run_killed_with_sigkill_resumes_with_only_the_missing_model_calls(
     many_pages(docs / "long.pdf", 5)
     shutil.copy(SAMPLE, docs / "short.pdf")
     cache, out = tmp_path / "cache", tmp_path / "out"
-    argv, env = command([str(docs), "-o", str(out), "-q"], tiny_model_dir, cache)
+    # One page per call, so that the kill lands between answers (auto would send all six pages at once).
+    argv, env = command([str(docs), "-o", str(out), "-q", "--batch-size", "1"], tiny_model_dir, cache)
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     answers = cache / "answers"
     deadline = time.monotonic() + 240
@@ -124,13 +125,14 @@ def test_a_run_killed_with_sigkill_resumes_with_only_the_missing_model_calls(
     assert 2 <= held < 6
     assert not (out / "long.md").exists()  # no partial output: the long document was not complete
     rep = tmp_path / "resume.json"
-    resumed = docparse([str(docs), "-o", str(out), "--report", str(rep)], tiny_model_dir, cache)
+    resumed = docparse([str(docs), "-o", str(out), "--report", str(rep), "--batch-size", "1"], tiny_model_dir, cache)
     assert resumed.returncode == 0, resumed.stderr
     totals = report(rep)["totals"]
     assert totals["model_calls"] == 6 - held and totals["pages_cached"] == held
 
     fresh_out, fresh_rep = tmp_path / "fresh", tmp_path / "fresh.json"
-    fresh = docparse([str(docs), "-o", str(fresh_out), "--report", str(fresh_rep)], tiny_model_dir, tmp_path / "c2")
+    fresh_args = [str(docs), "-o", str(fresh_out), "--report", str(fresh_rep), "--batch-size", "1"]
+    fresh = docparse(fresh_args, tiny_model_dir, tmp_path / "c2")
     assert fresh.returncode == 0, fresh.stderr
     assert report(fresh_rep)["totals"]["model_calls"] == 6
     for name in ("long.md", "short.md"):

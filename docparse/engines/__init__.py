@@ -22,4 +22,4 @@ def open_engine(options: ConvertOptions) -> Engine:
         return open_openai_engine(options.model, options.server, options.raster)
     from docparse.engines.transformers import load_engine
 
-    return load_engine(options.model)
+    return load_engine(options.model, options.raster.max_pixels)

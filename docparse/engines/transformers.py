@@ -7,8 +7,10 @@ import gc
 import importlib
 import importlib.util
 import json
+import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +21,7 @@ from docparse.config import Attn, Device, DType, ModelOptions
 from docparse.document import FinishReason, Generation
 from docparse.engines.base import GREEDY, Answer, Engine, GenerationSettings
 from docparse.errors import EngineError, ModelUnavailableError, UsageError
-from docparse.prompt import chat_text
+from docparse.prompt import DEFAULT_MAX_PIXELS, FACTOR, chat_text
 
 if TYPE_CHECKING:
     import torch
@@ -32,6 +34,8 @@ MODEL_TYPE = "qwen2_5_vl"
 IMAGE_PAD = "<|image_pad|>"
 IM_END = "<|im_end|>"
 ENDOFTEXT = "<|endoftext|>"
+
+log = logging.getLogger(__name__)
 
 # Files of a checkpoint that loading needs; README, .gitattributes and the like are not fetched.
 _CHECKPOINT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja", "*.model"]
@@ -302,6 +306,115 @@ def resolve_checkpoint(model: str, revision: str | None = None) -> Path:
     return folder
 
 
+# --- memory: out-of-memory errors and the automatic batch size ---------------------------------
+
+
+class _OutOfMemory(Exception):
+    """A generate call ran out of memory (its memory already freed); the message is the error's line."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for the errors torch raises when an allocation fails.
+
+    torch.OutOfMemoryError (CUDA, also a RuntimeError), MemoryError (Python), and RuntimeErrors whose
+    message says so: "out of memory" (CUDA, MPS, HIP) or "can't allocate memory" (the CPU allocator).
+    """
+    if isinstance(exc, MemoryError):
+        return True
+    try:
+        import torch
+
+        if isinstance(exc, torch.OutOfMemoryError):
+            return True
+    except (ImportError, AttributeError):
+        pass
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+# The most pages `--batch-size auto` puts in one generate call, by device, and the fewest it
+# bothers with (fewer than that fit: one page at a time). CPU, measured on this project's 2-core
+# AVX2 EPYC with torch 2.13 float32 (benchmarks/RESULTS.md, cpu-threads and engine-3b-cpu): one
+# token's matmul takes a fast matrix-vector path, while 2 to 4 rows take a matrix-matrix path
+# that costs about as much per row, so batches of 2 to 4 decode no faster than one page (0.8x
+# the tokens/s for a 3B MLP layer); 8 rows cost about what 4 do (1.6x), 16 (2.5x). And every
+# page of a batch waits for the longest, while vision and prefill gain nothing. So on a CPU
+# auto batches only when at least 8 pages fit, up to 16. GPU: decode stays memory-bound far
+# higher; 32 is a first cap that benchmarks/gpu.sh (batch 1 to 64 on an H100) is there to check.
+AUTO_BATCH_CAP = {"cpu": 16, "cuda": 32, "mps": 8}
+AUTO_BATCH_FLOOR = {"cpu": 8}
+# Share of the free memory that `auto` plans to fill, and the factor by which the estimate of
+# one page's memory is raised (allocator slack, temporaries the estimate leaves out).
+AUTO_MEMORY_SHARE = 0.8
+AUTO_SAFETY = 1.5
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPlan:
+    """How `--batch-size auto` chose: the memory one page needs, the memory free, the size."""
+
+    page_bytes: int
+    shared_bytes: int
+    free_bytes: int
+    cap: int
+    batch_size: int
+
+
+def page_memory(
+    config: Any, dtype_bytes: int, max_pixels: int, max_new_tokens: int, text_tokens: int, attn: str = "sdpa"
+) -> tuple[int, int]:
+    """Bytes of memory one page adds to a generate call, and bytes the call needs once, whatever its size.
+
+    Per page: the KV cache for its whole sequence (image tokens at `max_pixels`, `text_tokens` of
+    prompt text, `max_new_tokens`), 2 x layers x KV heads x head dim x dtype bytes per token; the
+    language model's prefill activations over its prompt (hidden states, the MLP's three
+    intermediate tensors and one attention score matrix, of one layer at a time: SDPA falls back
+    to materialising scores when a padded batch passes a mask); the vision encoder's activations
+    over its patches (it runs on all pages' patches at once). Once per call, with eager attention
+    only: the vision encoder's full-attention scores over one page's patches (SDPA and
+    FlashAttention-2 do not materialise them: the measured 3B peak of one full-size page is 1.8 GiB
+    over the weights, where those scores alone would be 4 GiB).
+    """
+    text = config.text_config if hasattr(config, "text_config") else config
+    vision = config.vision_config
+    layers = int(text.num_hidden_layers)
+    heads = int(text.num_attention_heads)
+    kv_heads = int(getattr(text, "num_key_value_heads", None) or heads)
+    hidden = int(text.hidden_size)
+    head_dim = int(getattr(text, "head_dim", None) or hidden // heads)
+    image_tokens = max_pixels // (FACTOR * FACTOR)
+    patches = image_tokens * int(vision.spatial_merge_size) ** 2
+    prompt = image_tokens + text_tokens
+    kv = 2 * layers * kv_heads * head_dim * dtype_bytes * (prompt + max_new_tokens)
+    prefill = prompt * (4 * hidden + 3 * int(text.intermediate_size) + heads * prompt) * dtype_bytes
+    encoder = patches * (6 * int(vision.hidden_size) + 3 * int(vision.intermediate_size)) * dtype_bytes
+    shared = int(vision.num_heads) * patches * patches * dtype_bytes if attn == "eager" else 0
+    return kv + prefill + encoder, shared
+
+
+def free_memory_bytes(device: str) -> int:
+    """Memory free for activations on `device` now: CUDA's free plus torch's cached, else available RAM."""
+    import torch
+
+    if device == "cuda":
+        free, _total = torch.cuda.mem_get_info()
+        return int(free + torch.cuda.memory_reserved() - torch.cuda.memory_allocated())
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def plan_batch_size(page_bytes: int, shared_bytes: int, free_bytes: int, cap: int, floor: int = 1) -> BatchPlan:
+    """The largest batch (1 to `cap`) whose estimated memory fits in the planned share of `free_bytes`.
+
+    A batch smaller than `floor` is not worth its padding and waiting: then 1.
+    """
+    usable = free_bytes * AUTO_MEMORY_SHARE - shared_bytes * AUTO_SAFETY
+    fits = int(usable // (page_bytes * AUTO_SAFETY)) if page_bytes > 0 else cap
+    size = max(1, min(cap, fits))
+    return BatchPlan(page_bytes, shared_bytes, free_bytes, cap, size if size >= floor else 1)
+
+
 # --- the engine -------------------------------------------------------------------------------
 
 
@@ -340,6 +453,13 @@ class TransformersEngine:
         # generate() fills every unset field of a passed config from model.generation_config, which
         # would bring the checkpoint's sampling knobs back (and a warning that they are ignored).
         model.generation_config = self.generation_config
+        # Pages per generate call: --batch-size, or what `load_engine` worked out from free memory
+        # for `auto`; halved for good when a chunk runs out of memory.
+        self._batch_size = max(1, options.batch_size or 1)
+        # Build the next chunk's inputs (tokenise + image processor, about 0.15 s a page) in a
+        # thread while this chunk generates. Off on CPU: there both compete for the same cores,
+        # and a real-size page's model time is minutes (benchmarks/RESULTS.md, overhead).
+        self.prefetch = device != "cpu"
 
     @property
     def model_id(self) -> str:
@@ -348,8 +468,8 @@ class TransformersEngine:
 
     @property
     def batch_size(self) -> int:
-        """Pages per generate call: --batch-size."""
-        return max(1, self.options.batch_size)
+        """Pages per generate call: --batch-size, or the size `auto` chose; smaller after an out-of-memory."""
+        return self._batch_size
 
     @property
     def concurrency(self) -> int:
@@ -479,7 +599,9 @@ class TransformersEngine:
             config.temperature = settings.temperature
         return config
 
-    def _generate_chunk(self, images: Sequence[Image.Image], settings: GenerationSettings) -> list[PageTokens]:
+    def _generate_chunk(
+        self, images: Sequence[Image.Image], settings: GenerationSettings, inputs: dict[str, torch.Tensor] | None = None
+    ) -> list[PageTokens]:
         import torch
         from transformers import StoppingCriteriaList
 
@@ -488,29 +610,36 @@ class TransformersEngine:
         if self.model is None:
             raise EngineError("the engine was closed")
         start = time.perf_counter()
-        inputs = self.build_inputs(images)
+        if inputs is None:
+            inputs = self.build_inputs(images)
         prompt_len = inputs["input_ids"].shape[1]
         tokens_in = [int(n) for n in inputs["attention_mask"].sum(dim=1)]
         dtype = self.model.dtype
-        on_device = {
-            k: (v.to(self.device, dtype) if k == "pixel_values" else v.to(self.device)) for k, v in inputs.items()
-        }
         loops = RepetitionStop(prompt_len)
         budget = TimeBudget(settings.time_limit, start) if settings.time_limit is not None else None
         criteria = StoppingCriteriaList([c for c in (loops if settings.stop_on_repetition else None, budget) if c])
         if settings.temperature is not None:
             torch.manual_seed(settings.seed)
+        failure: str | None = None
+        on_device: dict[str, torch.Tensor] = {}
         try:
+            on_device = {
+                k: (v.to(self.device, dtype) if k == "pixel_values" else v.to(self.device)) for k, v in inputs.items()
+            }
             with torch.inference_mode():
                 output = self.model.generate(
                     **on_device, generation_config=self.config_for(settings), stopping_criteria=criteria
                 )
         except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc):
+                self._free_memory()
+                raise EngineError(f"generation failed on {len(images)} page(s): {_one_line(exc)}") from exc
+            failure = _one_line(exc)
+        if failure is not None:
+            # Outside the except block: the traceback (and the tensors its frames hold) is gone.
+            on_device.clear()
             self._free_memory()
-            hint = ""
-            if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
-                hint = "; try a smaller --batch-size or --max-pixels"
-            raise EngineError(f"generation failed on {len(images)} page(s): {_one_line(exc)}{hint}") from exc
+            raise _OutOfMemory(failure)
         new_tokens = output[:, prompt_len:].tolist()
         seconds = (time.perf_counter() - start) / len(images)
         eos = set(self.eos_token_ids)
@@ -535,17 +664,54 @@ class TransformersEngine:
         return pages
 
     def generate_tokens(self, images: Sequence[Image.Image], settings: GenerationSettings = GREEDY) -> list[PageTokens]:
-        """Generation for each page, in chunks of `batch_size` pages; results in page order.
+        """Generation for each page, in chunks of `batch_size` pages of similar size; results in page order.
 
-        Greedy unless `settings` say otherwise. A page caught looping stops alone (finish reason
-        "repetition"); `settings.time_limit` bounds each chunk (finish reason "time").
-        Raises EngineError (one line) when generation fails, e.g. out of memory.
+        Pages are sorted by size (area, then shape) before they are cut into chunks, so a chunk's
+        prompts need little padding; with `prefetch` the next chunk's inputs are built while this
+        one generates. A chunk that runs out of memory is retried in halves, and the
+        halved size is kept for later calls; EngineError only when one page alone does not fit.
+        Greedy unless `settings` say otherwise. Each page stops at its own end (end-of-sequence
+        token, or caught looping: finish reason "repetition"); `settings.time_limit` bounds each
+        chunk (finish reason "time"). A page that has ended still rides in its chunk until the
+        last page ends: transformers' generate feeds it padding, which costs its row of each
+        later step's arithmetic and keeps its KV cache, but no extra weight reads (the part of a
+        decode step that dominates at small batches). Dropping finished rows would need a
+        decode loop of our own that shrinks the cache; grouping pages by size does not help,
+        since answer lengths do not follow image sizes. Raises EngineError (one line) when
+        generation fails.
         """
-        size = max(1, self.options.batch_size)
-        pages: list[PageTokens] = []
-        for first in range(0, len(images), size):
-            pages.extend(self._generate_chunk(images[first : first + size], settings))
-        return pages
+        order = sorted(range(len(images)), key=lambda i: (images[i].width * images[i].height, images[i].size))
+        results: dict[int, PageTokens] = {}
+        pool = ThreadPoolExecutor(1, "docparse-prepare") if self.prefetch and len(order) > self._batch_size else None
+        ahead: tuple[list[int], Future[dict[str, torch.Tensor]]] | None = None
+        done = 0
+        try:
+            while done < len(order):
+                chunk = order[done : done + self._batch_size]
+                inputs = None
+                if ahead is not None and ahead[0] == chunk:  # else the chunks were halved: build anew
+                    inputs = ahead[1].result()
+                ahead = None
+                following = order[done + len(chunk) : done + len(chunk) + self._batch_size]
+                if pool is not None and following:
+                    ahead = (following, pool.submit(self.build_inputs, [images[i] for i in following]))
+                try:
+                    pages = self._generate_chunk([images[i] for i in chunk], settings, inputs)
+                except _OutOfMemory as exc:
+                    if len(chunk) == 1:
+                        raise EngineError(
+                            f"out of memory on one page alone ({exc}); use a smaller --max-pixels or "
+                            f"--max-new-tokens, or a device with more memory"
+                        ) from None
+                    self._batch_size = max(1, len(chunk) // 2)
+                    log.info("out of memory on %d pages at once: batch size now %d", len(chunk), self._batch_size)
+                    continue
+                results.update(zip(chunk, pages, strict=True))
+                done += len(chunk)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        return [results[i] for i in range(len(images))]
 
     def generate(self, images: Sequence[Image.Image], settings: GenerationSettings = GREEDY) -> list[Answer]:
         """The model's answer for each page, in page order, special tokens removed from the text."""
@@ -565,6 +731,30 @@ class TransformersEngine:
             answers.append(Answer(text=text, generation=generation))
         return answers
 
+    def plan_batch_size(self, max_pixels: int = DEFAULT_MAX_PIXELS) -> BatchPlan:
+        """What `--batch-size auto` picks now: pages at `max_pixels` that fit the free memory, capped by device.
+
+        Reads the model's shapes (layers, KV heads, head dim, MLP and vision widths, dtype), the
+        prompt's text length, `max_new_tokens` and the memory free on the device (CUDA:
+        torch.cuda.mem_get_info; else available RAM). Call it after the model is loaded.
+        """
+        text_tokens = len(
+            self.tokenizer(chat_text(self.options.prompt, self.options.system_prompt, ""), add_special_tokens=False)[
+                "input_ids"
+            ]
+        )
+        page_bytes, shared_bytes = page_memory(
+            self.model.config,
+            self.model.dtype.itemsize,
+            max_pixels,
+            self.options.max_new_tokens,
+            text_tokens,
+            str(getattr(self.model.config, "_attn_implementation", "sdpa")),
+        )
+        cap = AUTO_BATCH_CAP.get(self.device, 1)
+        floor = AUTO_BATCH_FLOOR.get(self.device, 1)
+        return plan_batch_size(page_bytes, shared_bytes, free_memory_bytes(self.device), cap, floor)
+
     def _free_memory(self) -> None:
         import torch
 
@@ -578,9 +768,11 @@ class TransformersEngine:
         self._free_memory()
 
 
-def load_engine(options: ModelOptions) -> TransformersEngine:
+def load_engine(options: ModelOptions, max_pixels: int = DEFAULT_MAX_PIXELS) -> TransformersEngine:
     """Load the checkpoint `options.model` names onto the chosen device, ready to generate.
 
+    With `options.batch_size` None (`--batch-size auto`) the batch size is chosen once here from
+    the memory left free after loading, for pages of up to `max_pixels` (`plan_batch_size`).
     Raises ModelUnavailableError when the checkpoint cannot be found, fetched or loaded, and
     UsageError when the device or attention asked for cannot be used here.
     """
@@ -607,7 +799,19 @@ def load_engine(options: ModelOptions) -> TransformersEngine:
     except (OSError, ValueError, ImportError, KeyError) as exc:
         raise ModelUnavailableError(f"model {options.model}: cannot load {folder}: {_one_line(exc)}") from exc
     model.eval()
-    return TransformersEngine(options, folder, model, tokenizer, image_processor, device)
+    engine = TransformersEngine(options, folder, model, tokenizer, image_processor, device)
+    if options.batch_size is None:
+        plan = engine.plan_batch_size(max_pixels)
+        engine._batch_size = plan.batch_size
+        log.info(
+            "batch size auto: %d (%.2f GiB per page, %.2f GiB free, cap %d on %s)",
+            plan.batch_size,
+            plan.page_bytes / 2**30,
+            plan.free_bytes / 2**30,
+            plan.cap,
+            device,
+        )
+    return engine
 
 
 if TYPE_CHECKING:
