@@ -20,7 +20,6 @@ import json
 import multiprocessing
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -40,6 +39,7 @@ from docparse.engines.base import GREEDY
 from docparse.engines.openai import data_url, encode_png, open_openai_engine, read_completion
 from docparse.prompt import image_token_count
 from docparse.rasterize import open_input
+from tests.serving import SERVE_PYTHON, free_port, serve_command
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSWER = ROOT / "tests" / "data" / "qwenvl" / "01-cookbook-qwen25-techreport-72b.html"
@@ -51,7 +51,6 @@ PDFS = [
         "tab-longtable-doc-continued.pdf",
     )
 ]
-SERVE_PYTHON = Path(os.environ.get("DOCPARSE_SERVE_PYTHON", ROOT / ".venv-serve" / "bin" / "python"))
 
 
 def pages(limit: int) -> list[Image.Image]:
@@ -132,12 +131,6 @@ def _null_server(port: int, answer: str) -> None:
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_up(base: str, seconds: float, process: Any = None) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -206,20 +199,7 @@ def sweep(
         model_dir = build_serving_model(Path(tmp) / "tiny")
         port = free_port()
         log = (Path(tmp) / "serve.log").open("wb")
-        command = [
-            str(SERVE_PYTHON),
-            "-c",
-            "from transformers.cli.transformers import main; main()",
-            "serve",
-            str(model_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--device",
-            "cpu",
-            *serve_args,
-        ]
+        command = serve_command(model_dir, port, *serve_args)
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         base = f"http://127.0.0.1:{port}/v1"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,12 +22,12 @@ from docparse.prompt import DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT, chat_text, im
 from docparse.rasterize import open_input
 from tests.fake_openai import RecordingProxy, image_of, serving
 from tests.paths import REPO
+from tests.serving import SERVE_PYTHON, free_port, serve_command
 from tests.test_cli import run_cli
 
 SAMPLE = REPO / "samples" / "report.pdf"
 # `transformers serve` loads AutoProcessor, whose video processor needs torchvision: it runs from a
 # venv of its own (.ci/run makes it) so that the main venv keeps the CPU build of torch.
-SERVE_PYTHON = Path(os.environ.get("DOCPARSE_SERVE_PYTHON", REPO / ".venv-serve" / "bin" / "python"))
 START_TIMEOUT = 240.0
 
 pytestmark = pytest.mark.slow
@@ -40,12 +39,6 @@ class Served:
     base: str
     port: int
     log: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -60,22 +53,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
     folder = tmp_path_factory.mktemp("serve")
     model_dir = build_serving_model(folder / "tiny")
-    port = _free_port()
+    port = free_port()
     log = folder / "serve.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [
-        str(SERVE_PYTHON),
-        "-c",
-        "from transformers.cli.transformers import main; main()",
-        "serve",
-        str(model_dir),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--device",
-        "cpu",
-    ]
+    command = serve_command(model_dir, port)
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}/v1"
