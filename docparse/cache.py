@@ -51,20 +51,28 @@ def model_identity(options: ConvertOptions) -> dict[str, Any]:
     return {"engine": options.engine, "model": m.model, "revision": m.revision, "dtype": m.dtype}
 
 
+def request_settings(options: ConvertOptions) -> dict[str, Any]:
+    """What the run asks the model with, besides the page: the prompts, the pixel bounds and the token limit.
+    Part of every answer's cache key, and recorded in each document's metadata."""
+    m = options.model
+    return {
+        "prompt": m.prompt,
+        "system_prompt": m.system_prompt,
+        "min_pixels": options.raster.min_pixels,
+        "max_pixels": options.raster.max_pixels,
+        "max_new_tokens": m.max_new_tokens,
+    }
+
+
 def page_prefix(options: ConvertOptions, file_sha256: str, number: int, turn: int) -> dict[str, Any]:
     """The part of an answer's key that a page and the run's options fix (settings and image part aside)."""
-    m = options.model
     return {
         "format": FORMAT,
         "file": file_sha256,
         "page": number,
         "turn": turn,
         **model_identity(options),
-        "prompt": m.prompt,
-        "system_prompt": m.system_prompt,
-        "min_pixels": options.raster.min_pixels,
-        "max_pixels": options.raster.max_pixels,
-        "max_new_tokens": m.max_new_tokens,
+        **request_settings(options),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import tempfile
@@ -26,8 +27,17 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 
 
 def sha256_file(path: Path) -> str:
+    """The file's SHA-256 (hex). A file hashed before in this process and unchanged since (same device, inode,
+    size and modification time) is not read again: a conversion hashes its input, and writing its crops
+    checks the same digest moments later."""
+    st = os.stat(path)
+    return _sha256(os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256(path: str, _dev: int, _ino: int, _size: int, _mtime_ns: int) -> str:
     h = hashlib.sha256()
-    with path.open("rb") as fh:
+    with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()

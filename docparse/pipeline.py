@@ -11,7 +11,7 @@ from typing import Any, cast, get_args
 
 from docparse import __version__
 from docparse.assemble import assemble
-from docparse.cache import PageCache
+from docparse.cache import PageCache, request_settings
 from docparse.config import AssembleOptions, ConvertOptions
 from docparse.document import Document, FinishReason, Generation, JSONValue, Page, PageStatus, SchemaError, Unit
 from docparse.engines.base import Answer, Engine
@@ -146,11 +146,7 @@ def document_metadata(sha256: str, options: ConvertOptions, page_count: int, mod
         "page_count": page_count,
         "model": model,
         "revision": m.revision,
-        "prompt": m.prompt,
-        "system_prompt": m.system_prompt,
-        "min_pixels": options.raster.min_pixels,
-        "max_pixels": options.raster.max_pixels,
-        "max_new_tokens": m.max_new_tokens,
+        **request_settings(options),
         "decoding": "greedy",
         "batch_size": m.batch_size if m.batch_size is not None else "auto",
         "merge": options.assemble.merge,
