@@ -10,11 +10,23 @@ import tempfile
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once: os.umask can only be read by setting it.
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write `data` to `path` so that a reader (or a crash) never sees a half-written file."""
+    """Write `data` to `path` so that a reader (or a crash) never sees a half-written file. The file gets the
+    permissions a plain open() would give it (0666 less the umask), not the temporary file's private 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             fh.flush()
