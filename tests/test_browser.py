@@ -26,6 +26,7 @@ import pytest
 from docparse import notation
 from docparse.cli import main
 from tests.paths import REPO
+from tests.requires import unavailable
 
 ANSWER = "tests/data/answers/omni/page-0001.html"
 ARTIFACTS = REPO / "test-artifacts"
@@ -44,9 +45,7 @@ FLAGS = [
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}: CI must run the browser tests (.ci/run installs chromium and chromium-driver)")
-    pytest.skip(reason)
+    unavailable(reason, "CI must run the browser tests (.ci/run installs chromium and chromium-driver)")
 
 
 @pytest.fixture(scope="module")

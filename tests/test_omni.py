@@ -28,6 +28,7 @@ from docparse.cli import main
 from docparse.document import Chemistry, Document, Figure, Music
 from docparse.writers.json import document_schema
 from tests.paths import DATA, REPO
+from tests.requires import unavailable
 from tests.test_golden import check_golden
 
 OMNI = DATA / "answers" / "omni"
@@ -60,16 +61,12 @@ def in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def rdkit_or_skip() -> None:
     if not notation.rdkit_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail("RDKit is missing on CI: .ci/run installs docparse[chem]")
-        pytest.skip("RDKit is not installed (pip install -e '.[chem]')")
+        unavailable("RDKit is not installed (pip install -e '.[chem]')", ".ci/run installs docparse[chem]")
 
 
 def music21_or_skip() -> None:
     if not notation.music21_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail("music21 is missing on CI: .ci/run installs docparse[music]")
-        pytest.skip("music21 is not installed (pip install -e '.[music]')")
+        unavailable("music21 is not installed (pip install -e '.[music]')", ".ci/run installs docparse[music]")
 
 
 @pytest.mark.parametrize("fmt", ["md", "html", "json"])
