@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
