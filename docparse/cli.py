@@ -881,6 +881,7 @@ def render(
         page_unit=page[1] if page else "pt",
         progress=_reporter(quiet),
         assemble_options=AssembleOptions(merge=not no_merge),
+        password=password,
     )
     emit(doc, write_options, output, password=password)
     return _exit_for(doc)

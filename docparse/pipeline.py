@@ -332,12 +332,14 @@ def render(
     page_unit: Unit = "pt",
     progress: Progress | None = None,
     assemble_options: AssembleOptions | None = None,
+    password: str | None = None,
 ) -> Document:
     """Saved raw answers (one file per page, in order) -> Document, with no model.
 
     `image_size` (the size the model saw) and `page_size` (in `page_unit`) override the sidecars.
     With no page size known, boxes stay in model pixels. The pages are assembled as `convert`
-    assembles them.
+    assembles them, and checked against the source's text layer when the source is found
+    (docparse.agreement.check_source; `password` opens an encrypted one).
     """
     assemble_options = assemble_options or AssembleOptions()
     pages: list[Page] = []
@@ -365,7 +367,9 @@ def render(
         "merge": assemble_options.merge,
     }
     document = Document(source=source or (str(paths[0]) if paths else ""), pages=tuple(pages), metadata=metadata)
-    return assemble(document, assemble_options)
+    from docparse.agreement import check_source
+
+    return check_source(assemble(document, assemble_options), password)
 
 
 def load_document(path: Path) -> Document:

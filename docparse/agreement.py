@@ -1,0 +1,424 @@
+"""The model's blocks checked against the PDF's own text layer: agreement, coverage, missing lines, fallback, snapping.
+
+Nothing the model said is changed: the check only fills `Page.layer` (and, when asked, tightens
+boxes to the layer's words, or gives a failed page blocks from the layer).
+
+How text is compared. Both sides are reduced to *tokens*: NFKC (ligatures such as "ﬁ" become
+"fi", Arabic presentation forms their letters), case folded, Arabic diacritics and tatweel dropped
+and lam-alef put in one order (text layers of Arabic often store it reversed), a word hyphenated
+at a line end joined again, hyphens inside words removed, and anything but letters, digits and marks
+a separator; ideographs, kana, hangul and Thai count one token per character (their spacing is not
+to be trusted). Inline and display LaTeX is first printed: `\\alpha` becomes "α", commands with no
+printed form, braces, `^` and `_` go, so `x^{2}` compares with the printed "x2". Formulas compare
+as bags of characters (where a printed formula breaks into words is arbitrary).
+
+- A layer token is *under* a block when its centre lies in one of the block's boxes (its own, or
+  the parts of a block merged across pages) grown by MARGIN_PT on each side.
+- `layer_agreement` of a text block is the Dice score of the two bags (2 x matched / (block tokens
+  + layer tokens under it)): reading order inside the box and whitespace do not count, a dropped
+  or invented sentence lowers it by its share, a changed number by one token. A picture (figure,
+  chart) is scored by precision only (the share of its caption and text found under it: its labels
+  are not expected in the caption); SMILES and ABC have nothing to compare: None.
+- A layer token is *held* when a block under which it lies matched it (a picture holds every token
+  under it: the model saw that region as a picture). `layer_coverage` is the share of the page's
+  tokens held; `layer_missing` are the layer lines with less than half of their tokens held.
+
+Thresholds (LOW_AGREEMENT, LOW_COVERAGE), chosen from measurements on fixture pages
+(tests/test_agreement.py; README "Checking against the text layer"): answers built from the layer
+score 0.99-1.0 per block and 1.0 coverage on Latin, two-column, Korean, CJK and Arabic pages; a
+block with an invented sentence of the size of the block's text falls to about 0.6-0.7, a block
+whose text is another block's to about 0.1, a dropped paragraph takes the coverage of a page down
+by its share (0.85-0.95 for one paragraph of a full page) and puts its lines in `layer_missing`;
+a changed number lowers its block by one token's share (0.98-0.995 for a paragraph; it is found by
+comparing, not by the threshold). Shuffled reading order (blocks in another order, or words in
+another order inside a block) keeps every score: the layer's own order is no witness (columns,
+right-to-left text in visual order), so order is not judged.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from docparse.document import (
+    Block,
+    Box,
+    Chart,
+    Chemistry,
+    Document,
+    Figure,
+    Formula,
+    LayerCheck,
+    LayerLine,
+    Music,
+    Page,
+    Paragraph,
+    Text,
+    block_text,
+)
+from docparse.textlayer import TextLayer
+
+LOW_AGREEMENT = 0.8
+LOW_COVERAGE = 0.9
+MARGIN_PT = 3.0
+_HELD_LINE = 0.5
+
+# --- normalisation ---------------------------------------------------------------------------
+
+_DROP = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u200e\u200f\u2060\ufeff\u0640"), None)
+_HYPHENS = "-\u2010\u2011"
+_LINE_HYPHEN = re.compile(rf"(\w)[{_HYPHENS}]\s+(?=\w)")
+_LAM_ALEF = re.compile("\u0644([\u0627\u0623\u0625\u0622])")
+_NO_SPACE_SCRIPTS = re.compile(
+    r"[\u0e00-\u0e7f\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]"
+)
+_GREEK = {
+    (name.split()[-1].lower() if "SMALL" in name else name.split()[-1].capitalize()): chr(code)
+    for code in (*range(0x391, 0x3AA), *range(0x3B1, 0x3CA))
+    if (name := unicodedata.name(chr(code), "")) and "FINAL" not in name
+}
+_LATEX_SYMBOLS = {
+    **_GREEK,
+    "varepsilon": "ε", "vartheta": "θ", "varphi": "φ", "varrho": "ρ", "ell": "ℓ", "partial": "∂",
+    "nabla": "∇", "infty": "∞", "int": "∫", "iint": "∬", "oint": "∮", "sum": "∑", "prod": "∏",
+    "sqrt": "√", "pm": "±", "mp": "∓", "times": "×", "cdot": "·", "div": "÷", "leq": "≤", "le": "≤",
+    "geq": "≥", "ge": "≥", "neq": "≠", "ne": "≠", "approx": "≈", "equiv": "≡", "sim": "∼", "propto": "∝",
+    "in": "∈", "notin": "∉", "subset": "⊂", "subseteq": "⊆", "cup": "∪", "cap": "∩", "forall": "∀",
+    "exists": "∃", "to": "→", "rightarrow": "→", "leftarrow": "←", "Rightarrow": "⇒", "mapsto": "↦",
+    "emptyset": "∅", "cdots": "⋯", "ldots": "…", "dots": "…", "circ": "∘", "prime": "′", "angle": "∠",
+}  # fmt: skip
+_LATEX_COMMAND = re.compile(r"\\([A-Za-z]+)\*?|\\(.)")
+_LATEX_ENV = re.compile(r"\\(?:begin|end)\{[^}]*\}")
+
+
+def print_latex(latex: str) -> str:
+    """LaTeX as it prints, roughly: symbols as their characters, other commands, braces, ^ and _ gone."""
+    latex = _LATEX_ENV.sub(" ", latex)
+
+    def command(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return " " if match.group(2) in "\\, ;:!" else match.group(2)
+        return f" {_LATEX_SYMBOLS[name]} " if name in _LATEX_SYMBOLS else " "
+
+    return _LATEX_COMMAND.sub(command, latex).translate(str.maketrans("{}^_&~$", "       "))
+
+
+def _clean(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).translate(_DROP).casefold()
+    text = "".join(c for c in text if not ("\u064b" <= c <= "\u065f" or c == "\u0670"))  # Arabic diacritics
+    return _LAM_ALEF.sub(r"\1" + "\u0644", text)
+
+
+def tokens(text: str) -> list[str]:
+    """The comparable tokens of a text (see the module docstring); `$...$` is read as LaTeX."""
+    text = re.sub(r"\$([^$]*)\$", lambda m: print_latex(m.group(1)), text)
+    text = _LINE_HYPHEN.sub(r"\1", _clean(text))
+    out: list[str] = []
+    current: list[str] = []
+    for c in text:
+        if c in _HYPHENS:
+            continue
+        if unicodedata.category(c)[0] in "LNM":
+            if _NO_SPACE_SCRIPTS.match(c):
+                if current:
+                    out.append("".join(current))
+                    current = []
+                out.append(c)
+            else:
+                current.append(c)
+        elif current:
+            out.append("".join(current))
+            current = []
+    if current:
+        out.append("".join(current))
+    return out
+
+
+def formula_chars(text: str) -> list[str]:
+    """A formula as a bag of characters: letters, digits and math symbols of its printed form."""
+    printed = _clean(print_latex(text))
+    return [c for c in printed if unicodedata.category(c)[0] in "LNM" or unicodedata.category(c) == "Sm"]
+
+
+# --- the layer as tokens ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    text: str
+    x: float
+    y: float
+    words: tuple[int, ...]  # indices of the layer words it came from
+    line: int
+
+
+def _layer_tokens(layer: TextLayer) -> list[_Token]:
+    """The layer's tokens, each at its word's centre; a word hyphenated at a line end joined with the next line."""
+    out: list[_Token] = []
+    words = layer.words
+    skip = -1
+    for i, word in enumerate(words):
+        if i == skip:
+            continue
+        text = word.text
+        ids: tuple[int, ...] = (i,)
+        nxt = words[i + 1] if i + 1 < len(words) else None
+        last_in_line = nxt is None or nxt.line != word.line
+        if last_in_line and nxt is not None and text[-1:] in _HYPHENS and text[:-1] and nxt.text[:1].islower():
+            text, ids, skip = text[:-1] + nxt.text, (i, i + 1), i + 1
+        cx, cy = (word.box.x0 + word.box.x1) / 2, (word.box.y0 + word.box.y1) / 2
+        out.extend(_Token(t, cx, cy, ids, word.line) for t in tokens(text))
+    return out
+
+
+# --- the check -------------------------------------------------------------------------------
+
+_PICTURES = (Figure, Chart)
+_NOT_TEXT = (Chemistry, Music)
+
+
+@dataclass(slots=True)
+class _PageState:
+    page: Page
+    layer: TextLayer
+    tokens: list[_Token]
+    held: list[bool]
+    sx: float
+    sy: float
+    order: list[int]  # token indices sorted by their centre's y
+    ys: list[float]  # the centres' y in that order
+
+    def under(self, box: Box) -> list[int]:
+        """Indices of the tokens whose centre lies in `box` (page units) grown by MARGIN_PT, in layer order."""
+        x0, x1 = box.x0 * self.sx - MARGIN_PT, box.x1 * self.sx + MARGIN_PT
+        lo = bisect.bisect_left(self.ys, box.y0 * self.sy - MARGIN_PT)
+        hi = bisect.bisect_right(self.ys, box.y1 * self.sy + MARGIN_PT)
+        return sorted(k for k in self.order[lo:hi] if x0 <= self.tokens[k].x <= x1)
+
+
+def _regions(page: Page, block: Block) -> list[tuple[int, Box]]:
+    if block.parts:
+        return [(p.page, p.box) for p in block.parts if p.box is not None]
+    return [(page.number, block.box)] if block.box is not None else []
+
+
+def _score(block: Block, under: list[tuple[_PageState, int]]) -> tuple[float | None, list[tuple[_PageState, int]]]:
+    """(agreement, the layer tokens it matched) of one block against the layer tokens under it."""
+    if isinstance(block, _NOT_TEXT):
+        return None, []
+    text = block_text(block)
+    if isinstance(block, Formula):
+        mine: Counter[str] = Counter(formula_chars(text))
+        need = [(state, k, Counter(formula_chars(state.tokens[k].text))) for state, k in under]
+        matched = []
+        for state, k, chars in need:
+            if all(mine[c] >= n for c, n in chars.items()):
+                mine.subtract(chars)
+                matched.append((state, k))
+        total_b = sum(Counter(formula_chars(text)).values())
+        total_l = sum(sum(c.values()) for _, _, c in need)
+        hit = sum(sum(c.values()) for s, k, c in need if (s, k) in matched)
+        return (round(2 * hit / (total_b + total_l), 3) if total_b + total_l else None), matched
+    bag = Counter(tokens(text))
+    matched = []
+    for state, k in under:
+        value = state.tokens[k].text
+        if bag[value] > 0:
+            bag[value] -= 1
+            matched.append((state, k))
+    size_b = sum(Counter(tokens(text)).values())
+    if isinstance(block, _PICTURES):
+        return (round(len(matched) / size_b, 3) if size_b else None), matched
+    total = size_b + len(under)
+    return (round(2 * len(matched) / total, 3) if total else None), matched
+
+
+def check_document(doc: Document, layers: Mapping[int, TextLayer | None], *, snap: bool = False) -> Document:
+    """The document with each page's `layer` check filled (None where its layer is missing or not usable).
+
+    `layers` maps page numbers to their text layers. With `snap`, each text block's box (and each
+    part's) is tightened to the layer words it matched.
+    """
+    states: dict[int, _PageState] = {}
+    for page in doc.pages:
+        layer = layers.get(page.number)
+        if layer is None or not layer.usable or page.unit != "pt" or not page.width or not page.height:
+            continue
+        toks = _layer_tokens(layer)
+        order = sorted(range(len(toks)), key=lambda k: toks[k].y)
+        states[page.number] = _PageState(
+            page, layer, toks, [False] * len(toks), layer.width / page.width, layer.height / page.height,
+            order, [toks[k].y for k in order],
+        )  # fmt: skip
+    if not states:
+        return doc
+    scores: dict[tuple[int, int], float | None] = {}
+    snapped: dict[tuple[int, int], Block] = {}
+    for page in doc.pages:
+        for position, block in enumerate(page.blocks):
+            regions = [(states[n], box) for n, box in _regions(page, block) if n in states]
+            if not regions:
+                continue
+            under = [(state, k) for state, box in regions for k in state.under(box)]
+            score, matched = _score(block, under)
+            scores[(page.number, position)] = score
+            for state, k in under if isinstance(block, _PICTURES) else matched:
+                state.held[k] = True
+            if snap and matched and not isinstance(block, _PICTURES):
+                snapped[(page.number, position)] = _snapped(block, page, matched)
+    pages = []
+    for page in doc.pages:
+        checked = states.get(page.number)
+        blocks = tuple(snapped.get((page.number, i), b) for i, b in enumerate(page.blocks))
+        if checked is None:
+            pages.append(dataclasses.replace(page, blocks=blocks))
+            continue
+        agreement = tuple(scores.get((page.number, i)) for i in range(len(page.blocks)))
+        check = LayerCheck(coverage=_coverage(checked), missing=_missing(checked), agreement=agreement)
+        pages.append(dataclasses.replace(page, blocks=blocks, layer=check))
+    return dataclasses.replace(doc, pages=tuple(pages))
+
+
+def _coverage(state: _PageState) -> float:
+    if not state.tokens:
+        return 1.0
+    return round(sum(state.held) / len(state.tokens), 3)
+
+
+def _missing(state: _PageState) -> tuple[LayerLine, ...]:
+    per_line: dict[int, list[bool]] = {}
+    for tok, held in zip(state.tokens, state.held, strict=True):
+        per_line.setdefault(tok.line, []).append(held)
+    out = []
+    for index, flags in sorted(per_line.items()):
+        if sum(flags) < _HELD_LINE * len(flags):
+            line = state.layer.lines[index]
+            out.append(LayerLine(line.text, _to_page(line.box, state)))
+    return tuple(out)
+
+
+def _to_page(box: Box, state: _PageState) -> Box:
+    return Box(box.x0 / state.sx, box.y0 / state.sy, box.x1 / state.sx, box.y1 / state.sy)
+
+
+def _union(boxes: Iterable[Box]) -> Box | None:
+    items = list(boxes)
+    if not items:
+        return None
+    return Box(min(b.x0 for b in items), min(b.y0 for b in items), max(b.x1 for b in items), max(b.y1 for b in items))
+
+
+def _snapped(block: Block, page: Page, matched: Sequence[tuple[_PageState, int]]) -> Block:
+    """The block with its box (and its parts' boxes) the union of the layer words it matched, on each page."""
+
+    def on(number: int) -> Box | None:
+        boxes = [
+            _to_page(state.layer.words[w].box, state)
+            for state, k in matched
+            if state.page.number == number
+            for w in state.tokens[k].words
+        ]
+        return _union(boxes)
+
+    parts = tuple(dataclasses.replace(p, box=on(p.page) or p.box) for p in block.parts)
+    return dataclasses.replace(block, box=on(page.number) or block.box, parts=parts)
+
+
+# --- fallback --------------------------------------------------------------------------------
+
+FALLBACK_STATUSES = frozenset({"failed", "truncated", "repetition"})
+
+
+def fallback_page(page: Page, layer: TextLayer | None) -> Page:
+    """A page the model failed on (failed, or still truncated or looping after every retry) with its blocks
+    taken from a usable text layer: one paragraph per layer block, status "fallback-text-layer"; any other
+    page, or one without a usable layer, as it is."""
+    if page.status not in FALLBACK_STATUSES or layer is None or not layer.usable:
+        return page
+    groups: dict[int, list[int]] = {}
+    for index, line in enumerate(layer.lines):
+        groups.setdefault(line.block, []).append(index)
+    width, height = page.width or layer.width, page.height or layer.height
+    sx, sy = width / layer.width, height / layer.height
+    blocks: list[Block] = []
+    for indices in groups.values():
+        lines = [layer.lines[i] for i in indices]
+        text = _join_lines(line.text for line in lines)
+        box = _union(line.box for line in lines)
+        if text and box is not None:
+            scaled = Box(box.x0 * sx, box.y0 * sy, box.x1 * sx, box.y1 * sy)
+            blocks.append(Paragraph(content=(Text(text),), box=scaled, raw_class="text-layer"))
+    note = (
+        f"the model's answer was {page.status}; the page's blocks come from the PDF's text layer "
+        "(--fallback text-layer)"
+    )
+    return dataclasses.replace(
+        page, blocks=tuple(blocks), status="fallback-text-layer", width=width, height=height, unit="pt",
+        warnings=(*page.warnings, note),
+    )  # fmt: skip
+
+
+def _join_lines(texts: Iterable[str]) -> str:
+    """Lines of one paragraph: a word hyphenated at a line end whole again, lines joined by a space."""
+    out = ""
+    for text in texts:
+        text = " ".join(text.split())
+        if not out:
+            out = text
+        elif out[-1:] in _HYPHENS and out[-2:-1].isalpha() and text[:1].islower():
+            out = out[:-1] + text
+        elif text:
+            out += " " + text
+    return out
+
+
+# --- what the check says ---------------------------------------------------------------------
+
+
+def low_blocks(page: Page, threshold: float = LOW_AGREEMENT) -> list[int]:
+    """Positions of the page's blocks whose agreement with the layer is below `threshold`."""
+    if page.layer is None:
+        return []
+    return [i for i, a in enumerate(page.layer.agreement) if a is not None and a < threshold]
+
+
+def layer_warnings(doc: Document, min_coverage: float | None = None) -> list[str]:
+    """One line per page whose coverage or agreement is low (`min_coverage`, else LOW_COVERAGE)."""
+    floor = LOW_COVERAGE if min_coverage is None else min_coverage
+    out = []
+    for page in doc.pages:
+        if page.layer is None:
+            continue
+        low = low_blocks(page)
+        if page.layer.coverage < floor or low:
+            missing = len(page.layer.missing)
+            out.append(
+                f"page {page.number}: the model's text disagrees with the PDF's text layer: coverage "
+                f"{page.layer.coverage:.2f} ({missing} layer lines no block holds), {len(low)} blocks below "
+                f"{LOW_AGREEMENT:.2f} agreement"
+            )
+    return out
+
+
+def below_coverage(page: Page, min_coverage: float | None) -> bool:
+    """Whether --min-layer-coverage counts this page as failed: its layer coverage is under the floor."""
+    return min_coverage is not None and page.layer is not None and page.layer.coverage < min_coverage
+
+
+def check_source(doc: Document, password: str | None = None) -> Document:
+    """`doc` checked against the text layer of its source file, found as crops find it (docparse.assets:
+    the recorded source, from the working folder or beside the raw answers, unchanged); as it is when the
+    source is not found or is not a PDF."""
+    from docparse.assets import find_source
+    from docparse.textlayer import read_layers
+
+    source, _ = find_source(doc)
+    if source is None:
+        return doc
+    return check_document(doc, read_layers(source, [p.number for p in doc.pages], password))
