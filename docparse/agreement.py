@@ -44,6 +44,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from docparse.document import (
     Block,
@@ -61,7 +62,9 @@ from docparse.document import (
     Text,
     block_text,
 )
-from docparse.textlayer import TextLayer
+
+if TYPE_CHECKING:
+    from docparse.textlayer import TextLayer
 
 LOW_AGREEMENT = 0.8
 LOW_COVERAGE = 0.9

@@ -152,6 +152,8 @@ def document_metadata(sha256: str, options: ConvertOptions, page_count: int, mod
         "merge": options.assemble.merge,
         "max_retries": options.max_retries,
         "page_timeout": options.page_timeout,
+        "fallback": "text-layer" if options.layer.fallback else "none",
+        "snap_boxes": options.layer.snap_boxes,
     }
 
 

@@ -18,6 +18,7 @@ from docparse.document import Unit
 from docparse.errors import InputError, PasswordError, UsageError
 from docparse.pageprep import is_blank, raster_orientation, text_turn, turn_image, upside_down
 from docparse.prompt import NOMINAL_DPI, smart_resize
+from docparse.textlayer import TextLayer, read_layer
 
 Kind = Literal["pdf", "image"]
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
@@ -130,6 +131,15 @@ class InputDocument:
             return _render_pdf_page(self._pdf, number, self.options, str(self.path))
         assert self._image is not None
         return _render_image_frame(self._image, number, self.options, str(self.path))
+
+    def text_layer(self, number: int) -> TextLayer | None:
+        """The page's own text layer (docparse.textlayer), read once; None for an image or an unreadable page."""
+        if self._pdf is None:
+            return None
+        try:
+            return read_layer(self._pdf.load_page(number - 1))
+        except Exception:  # a page MuPDF cannot read text from has no witness; rendering reports the damage
+            return None
 
     def close(self) -> None:
         if self._pdf is not None:
