@@ -17,8 +17,9 @@ as bags of characters (where a printed formula breaks into words is arbitrary).
 - `layer_agreement` of a text block is the Dice score of the two bags (2 x matched / (block tokens
   + layer tokens under it)): reading order inside the box and whitespace do not count, a dropped
   or invented sentence lowers it by its share, a changed number by one token. A picture (figure,
-  chart) is scored by precision only (the share of its caption and text found under it: its labels
-  are not expected in the caption); SMILES and ABC have nothing to compare: None.
+  chart) is scored on its caption only, by precision (the share of the caption found under it or
+  up to CAPTION_PT above or below it): the text read inside a picture and a chart's data table come
+  off a drawing the layer may not hold; SMILES and ABC have nothing to compare: None.
 - A layer token is *held* when a block under which it lies matched it (a picture holds every token
   under it: the model saw that region as a picture). `layer_coverage` is the share of the page's
   tokens held; `layer_missing` are the layer lines with less than half of their tokens held.
@@ -61,6 +62,7 @@ from docparse.document import (
     Paragraph,
     Text,
     block_text,
+    plain_text,
 )
 
 if TYPE_CHECKING:
@@ -69,6 +71,8 @@ if TYPE_CHECKING:
 LOW_AGREEMENT = 0.8
 LOW_COVERAGE = 0.9
 MARGIN_PT = 3.0
+# A picture's caption may sit just outside its box: its text is looked for this far above and below.
+CAPTION_PT = 24.0
 _HELD_LINE = 0.5
 
 # --- normalisation ---------------------------------------------------------------------------
@@ -109,7 +113,8 @@ def print_latex(latex: str) -> str:
             return " " if match.group(2) in "\\, ;:!" else match.group(2)
         return f" {_LATEX_SYMBOLS[name]} " if name in _LATEX_SYMBOLS else " "
 
-    return _LATEX_COMMAND.sub(command, latex).translate(str.maketrans("{}^_&~$", "       "))
+    # A superscript or subscript prints beside its base ("x^{2}" as "x2"); alignment marks print nothing.
+    return _LATEX_COMMAND.sub(command, latex).translate(str.maketrans("&~$", "   ", "{}^_"))
 
 
 def _clean(text: str) -> str:
@@ -197,11 +202,12 @@ class _PageState:
     order: list[int]  # token indices sorted by their centre's y
     ys: list[float]  # the centres' y in that order
 
-    def under(self, box: Box) -> list[int]:
-        """Indices of the tokens whose centre lies in `box` (page units) grown by MARGIN_PT, in layer order."""
+    def under(self, box: Box, reach: float = 0.0) -> list[int]:
+        """Indices of the tokens whose centre lies in `box` (page units) grown by MARGIN_PT (and `reach`
+        more above and below), in layer order."""
         x0, x1 = box.x0 * self.sx - MARGIN_PT, box.x1 * self.sx + MARGIN_PT
-        lo = bisect.bisect_left(self.ys, box.y0 * self.sy - MARGIN_PT)
-        hi = bisect.bisect_right(self.ys, box.y1 * self.sy + MARGIN_PT)
+        lo = bisect.bisect_left(self.ys, box.y0 * self.sy - MARGIN_PT - reach)
+        hi = bisect.bisect_right(self.ys, box.y1 * self.sy + MARGIN_PT + reach)
         return sorted(k for k in self.order[lo:hi] if x0 <= self.tokens[k].x <= x1)
 
 
@@ -215,7 +221,9 @@ def _score(block: Block, under: list[tuple[_PageState, int]]) -> tuple[float | N
     """(agreement, the layer tokens it matched) of one block against the layer tokens under it."""
     if isinstance(block, _NOT_TEXT):
         return None, []
-    text = block_text(block)
+    # A picture's data table and the text read inside it come off the drawing, which the layer may not
+    # hold (a raster, a plot): only its caption is a witness's matter.
+    text = plain_text(block.caption) if isinstance(block, _PICTURES) else block_text(block)
     if isinstance(block, Formula):
         mine: Counter[str] = Counter(formula_chars(text))
         need = [(state, k, Counter(formula_chars(state.tokens[k].text))) for state, k in under]
@@ -268,10 +276,12 @@ def check_document(doc: Document, layers: Mapping[int, TextLayer | None], *, sna
             regions = [(states[n], box) for n, box in _regions(page, block) if n in states]
             if not regions:
                 continue
+            picture = isinstance(block, _PICTURES)
             under = [(state, k) for state, box in regions for k in state.under(box)]
-            score, matched = _score(block, under)
+            near = [(state, k) for state, box in regions for k in state.under(box, CAPTION_PT)] if picture else under
+            score, matched = _score(block, near)
             scores[(page.number, position)] = score
-            for state, k in under if isinstance(block, _PICTURES) else matched:
+            for state, k in (*under, *matched) if picture else matched:
                 state.held[k] = True
             if snap and matched and not isinstance(block, _PICTURES):
                 snapped[(page.number, position)] = _snapped(block, page, matched)
