@@ -113,7 +113,7 @@ def print_latex(latex: str) -> str:
         name = match.group(1)
         if name is None:
             return " " if match.group(2) in "\\, ;:!" else match.group(2)
-        return f" {_LATEX_SYMBOLS[name]} " if name in _LATEX_SYMBOLS else " "
+        return _LATEX_SYMBOLS.get(name, " ")
 
     # A superscript or subscript prints beside its base ("x^{2}" as "x2"); alignment marks print nothing.
     return _LATEX_COMMAND.sub(command, latex).translate(str.maketrans("&~$", "   ", "{}^_"))

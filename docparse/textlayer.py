@@ -112,13 +112,13 @@ def read_layer(page: pymupdf.Page) -> TextLayer:
 
 def _distrust(page: pymupdf.Page, textpage: pymupdf.TextPage, words: Sequence[str]) -> str | None:
     """Why the layer is not to be trusted, or None when it is."""
+    chars = "".join(words)
+    bad = sum(1 for c in chars if _carries_no_text(c))
+    if chars and bad > BAD_SHARE * len(chars):
+        return f"a broken text layer: {bad} of {len(chars)} characters carry no text (private-use, U+FFFD, control)"
     texts = [w for w in words if any(unicodedata.category(c)[0] in "LN" for c in w)]
     if len(texts) < MIN_WORDS:
         return f"too little text ({len(texts)} words)"
-    chars = "".join(words)
-    bad = sum(1 for c in chars if _carries_no_text(c))
-    if bad > BAD_SHARE * len(chars):
-        return f"a broken text layer: {bad} of {len(chars)} characters carry no text (private-use, U+FFFD, control)"
     names = sum(1 for w in words if _GLYPH_NAME.match(w))
     if names > BAD_SHARE * len(words):
         return f"a broken text layer: {names} of {len(words)} words are glyph names"
