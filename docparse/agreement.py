@@ -320,8 +320,10 @@ def check_document(doc: Document, layers: Mapping[int, TextLayer | None], *, sna
             if (state.page.number, k) in mine or not matched_by.get((state.page.number, k), set()) - {me}
         ]
         scores[me] = _score(block, size, matched, _weight(block, free))
-        if snap and matched and not isinstance(block, _PICTURES):
-            snapped[me] = _snapped(block, page, matched)
+        # Snapped to the words only this block matched (a word another block's text also has stays theirs).
+        alone = [(state, k) for state, k in matched if matched_by[(state.page.number, k)] == {me}]
+        if snap and alone and not isinstance(block, _PICTURES):
+            snapped[me] = _snapped(block, page, alone)
     pages = []
     for page in doc.pages:
         checked = states.get(page.number)
