@@ -53,7 +53,9 @@ def non_model_stages(engine: Any, pages_per_pdf: int) -> tuple[dict[str, list[fl
     from docparse.writers import write
 
     answers = [p.read_text(encoding="utf-8") for p in sorted((SHARED / "qwenvl").glob("*.html"))]
-    stages: dict[str, list[float]] = {k: [] for k in ("rasterise", "preprocess", "read", "assemble", "write")}
+    stages: dict[str, list[float]] = {
+        k: [] for k in ("rasterise", "preprocess", "read", "text layer", "assemble", "write")
+    }
     pdfs = 0
     for path in sorted((SHARED / "pdfs").glob("*.pdf")):
         try:
@@ -73,6 +75,7 @@ def non_model_stages(engine: Any, pages_per_pdf: int) -> tuple[dict[str, list[fl
                     )
                 )
                 stages["read"].append(seconds)
+                stages["text layer"].append(layer_check(doc, image))
                 seconds, assembled = clock(
                     lambda page=page, path=path: assemble(Document(source=str(path), pages=(page,)), AssembleOptions())
                 )
@@ -86,6 +89,21 @@ def non_model_stages(engine: Any, pages_per_pdf: int) -> tuple[dict[str, list[fl
         except DocparseError:  # the broken and encrypted fixtures
             continue
     return stages, pdfs
+
+
+def layer_check(doc: Any, image: Any) -> float:
+    """Seconds to read one page's text layer and check against it a page whose blocks are its own paragraphs."""
+    from docparse.agreement import check_document, fallback_page
+    from docparse.document import Document, Page
+
+    read_s, layer = clock(lambda: doc.text_layer(image.number))
+    if layer is None or not layer.usable:
+        return read_s
+    empty = Page(number=image.number, width=image.width, height=image.height, unit="pt", image_size=None,
+                 blocks=(), status="failed")  # fmt: skip
+    answered = fallback_page(empty, layer)  # the layer's paragraphs stand in for the model's blocks
+    check_s, _ = clock(lambda: check_document(Document(source="", pages=(answered,)), {image.number: layer}))
+    return read_s + check_s
 
 
 def model_page(engine: Any, max_pixels: int, new_tokens: int, answer_tokens: int) -> dict[str, float]:
@@ -160,6 +178,8 @@ def main() -> None:
         f"pixel bounds; real recorded answers read:\n\n"
         "| stage | pages | mean ms/page | max ms |\n|---|---|---|---|\n"
         f"{rows}\n| **all but the model** | | **{1000 * other:.1f}** | |\n\n"
+        f"Text-layer check: {1000 * per_page['text layer']:.1f} ms a page, "
+        f"**{100 * per_page['text layer'] / other:.1f}% of the non-model time** (target: under 5%).\n\n"
         f"Model ({args.arch}, {engine.model.dtype}) on one page of {model['tokens_in']:.0f} prompt tokens "
         f"(max_pixels {args.model_pixels}): vision + prefill {model['vision_prefill']:.2f} s, decode "
         f"{1000 * model['step']:.1f} ms/token (median of {args.new_tokens - 1} steps); a page writing "
