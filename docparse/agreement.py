@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -81,6 +82,7 @@ _HELD_LINE = 0.5
 
 _DROP = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u200e\u200f\u2060\ufeff\u0640"), None)
 _HYPHENS = "-\u2010\u2011"
+_NO_HYPHENS = dict.fromkeys(map(ord, _HYPHENS), None)
 _LINE_HYPHEN = re.compile(rf"(\w)[{_HYPHENS}]\s+(?=\w)")
 _LAM_ALEF = re.compile("\u0644([\u0627\u0623\u0625\u0622])")
 _NO_SPACE_SCRIPTS = re.compile(
@@ -119,43 +121,40 @@ def print_latex(latex: str) -> str:
     return _LATEX_COMMAND.sub(command, latex).translate(str.maketrans("&~$", "   ", "{}^_"))
 
 
+_ARABIC_MARKS = dict.fromkeys([*range(0x064B, 0x0660), 0x0670], None)
+# A token: letters and digits, with the marks of scripts that write vowels as marks.
+_TOKEN = re.compile(r"(?:[^\W_]|[\u0300-\u036f\u0483-\u0489\u0900-\u0dff\u0e00-\u0eff\u1ab0-\u1aff\u20d0-\u20ff])+")
+_RTL = re.compile(r"[\u0590-\u08ff]")
+_RTL_OR_NOT = re.compile(r"[\u0590-\u08ff]+|[^\u0590-\u08ff]+")
+_LTR_LETTER = re.compile(r"[^\W\d_\u0590-\u08ff]")
+_NO_SPACE_SPLIT = re.compile(_NO_SPACE_SCRIPTS.pattern + "|" + _NO_SPACE_SCRIPTS.pattern.replace("[", "[^", 1) + "+")
+
+
 def _clean(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).translate(_DROP).casefold()
-    text = "".join(c for c in text if not ("\u064b" <= c <= "\u065f" or c == "\u0670"))  # Arabic diacritics
+    text = unicodedata.normalize("NFKC", text).translate(_DROP).casefold().translate(_ARABIC_MARKS)
     return _LAM_ALEF.sub(r"\1" + "\u0644", text)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _tokens(text: str) -> tuple[str, ...]:
+    text = _LINE_HYPHEN.sub(r"\1", _clean(text)).translate(_NO_HYPHENS)
+    out: list[str] = []
+    for token in _TOKEN.findall(text):
+        if _NO_SPACE_SCRIPTS.search(token):
+            out.extend(_NO_SPACE_SPLIT.findall(token))
+        elif _RTL.search(token) and _LTR_LETTER.search(token):
+            # Right-to-left and left-to-right letters never share a word ("وPython" is two: layers split it).
+            out.extend(_RTL_OR_NOT.findall(token))
+        else:
+            out.append(token)
+    return tuple(out)
 
 
 def tokens(text: str) -> list[str]:
     """The comparable tokens of a text (see the module docstring); `$...$` is read as LaTeX."""
-    text = re.sub(r"\$([^$]*)\$", lambda m: print_latex(m.group(1)), text)
-    text = _LINE_HYPHEN.sub(r"\1", _clean(text))
-    out: list[str] = []
-    current: list[str] = []
-    for c in text:
-        if c in _HYPHENS:
-            continue
-        if unicodedata.category(c)[0] in "LNM":
-            if _NO_SPACE_SCRIPTS.match(c):
-                if current:
-                    out.append("".join(current))
-                    current = []
-                out.append(c)
-            else:
-                # Right-to-left and left-to-right letters never share a word ("وPython" is two: layers split it).
-                if current and unicodedata.category(c)[0] == "L" and _rtl(c) != _rtl(current[-1]):
-                    out.append("".join(current))
-                    current = []
-                current.append(c)
-        elif current:
-            out.append("".join(current))
-            current = []
-    if current:
-        out.append("".join(current))
-    return out
-
-
-def _rtl(c: str) -> bool:
-    return "\u0590" <= c <= "\u08ff"
+    if "$" in text:
+        text = re.sub(r"\$([^$]*)\$", lambda m: print_latex(m.group(1)), text)
+    return list(_tokens(text))
 
 
 def formula_chars(text: str) -> list[str]:
@@ -314,14 +313,15 @@ def check_document(doc: Document, layers: Mapping[int, TextLayer | None], *, sna
     for page, position, block, under, matched, size in found:
         me = (page.number, position)
         mine = {(state.page.number, k) for state, k in matched}
+        # A layer token under the box that this block did not match but another did is that block's.
         free = [
             (state, k)
             for state, k in under
-            if (state.page.number, k) in mine or not matched_by.get((state.page.number, k), set()) - {me}
+            if (state.page.number, k) in mine or (state.page.number, k) not in matched_by
         ]
         scores[me] = _score(block, size, matched, _weight(block, free))
         # Snapped to the words only this block matched (a word another block's text also has stays theirs).
-        alone = [(state, k) for state, k in matched if matched_by[(state.page.number, k)] == {me}]
+        alone = [(state, k) for state, k in matched if len(matched_by[(state.page.number, k)]) == 1]
         if snap and alone and not isinstance(block, _PICTURES):
             snapped[me] = _snapped(block, page, alone)
     pages = []
@@ -356,7 +356,9 @@ def _missing(state: _PageState) -> tuple[LayerLine, ...]:
 
 
 def _to_page(box: Box, state: _PageState) -> Box:
-    return Box(box.x0 / state.sx, box.y0 / state.sy, box.x1 / state.sx, box.y1 / state.sy)
+    """A layer box in the page's unit, to the hundredth."""
+    sx, sy = state.sx, state.sy
+    return Box(round(box.x0 / sx, 2), round(box.y0 / sy, 2), round(box.x1 / sx, 2), round(box.y1 / sy, 2))
 
 
 def _union(boxes: Iterable[Box]) -> Box | None:

@@ -240,10 +240,10 @@ def run_batch(
 
     def produce_page(doc: InputDocument, index: int, path: Path, sha: str, number: int) -> None:
         started = time.monotonic()
-        put(("layer", index, number, doc.text_layer(number)))
         if cache is not None:
             page = _replay(cache, options, first_try, sha, number, str(path), model_name)
             if page is not None:
+                put(("layer", index, number, doc.text_layer(number)))  # not rendered: read on its own
                 put(("page", index, _Outcome(page, 0, time.monotonic() - started)))
                 return
         if not slots.acquire(halt):
@@ -254,8 +254,10 @@ def run_batch(
             slots.release()
             failed = Page(number=number, width=None, height=None, unit="pt", image_size=None, blocks=(),
                           status="failed", warnings=(str(exc),))  # fmt: skip
+            put(("layer", index, number, doc.text_layer(number)))  # --fallback may still have its text
             put(("page", index, _Outcome(failed, 0, time.monotonic() - started)))
             return
+        put(("layer", index, number, image.layer))
         if cache is not None:
             cache.put_raster(raster_key(options, sha, number), _raster_info(image))
         if image.blank:

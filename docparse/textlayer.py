@@ -21,7 +21,6 @@ A layer is *usable* only when it is enough text and not garbage:
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,9 @@ SCAN_COVER = 0.8
 OCR_SHARE = 0.5
 
 _GLYPH_NAME = re.compile(r"^(?:\(?cid:\d+\)?|/?g\d+|glyph\d+|uni[0-9A-Fa-f]{4,6})$")
+# Characters that carry no text: private use, U+FFFD, controls (MuPDF's raw codes), surrogates, noncharacters.
+_NO_TEXT = re.compile("[\ue000-\uf8ff\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
+_HAS_TEXT = re.compile(r"[^\W_]")
 _LATIN_WORD = re.compile(r"^[A-Za-z]{4,}$")
 _VOWELS = frozenset("aeiouyAEIOUY")
 # MuPDF span char_flags: the text is filled, or stroked (neither: render mode 3, invisible).
@@ -75,48 +77,69 @@ class TextLayer:
     reason: str | None = None
 
 
-def _box(rect: pymupdf.Rect) -> Box:
-    return Box(round(rect.x0, 2), round(rect.y0, 2), round(rect.x1, 2), round(rect.y1, 2))
+def text_page(page: pymupdf.Page) -> pymupdf.TextPage:
+    """The page's MuPDF text page, made once and shared: orientation (docparse.rasterize) and the layer."""
+    return page.get_textpage(flags=pymupdf.TEXTFLAGS_WORDS)
 
 
-def read_layer(page: pymupdf.Page) -> TextLayer:
-    """The page's text layer, with its verdict on whether it can be trusted (see the module docstring)."""
-    turn = page.rotation_matrix
-    textpage = page.get_textpage()
-    raw = textpage.extractWORDS()
+def read_layer(page: pymupdf.Page, textpage: pymupdf.TextPage | None = None) -> TextLayer:
+    """The page's text layer, with its verdict on whether it can be trusted (see the module docstring).
+
+    `textpage`: the page's text page when one was made already (text_page), so the text is read once.
+    """
+    m = page.rotation_matrix
+    a, b, c, d, e, f = m.a, m.b, m.c, m.d, m.e, m.f
+    turned = page.rotation % 360 != 0
+
+    def box(x0: float, y0: float, x1: float, y1: float) -> Box:
+        if not turned:
+            return Box(x0, y0, x1, y1)
+        # The corners through the rotation matrix, by hand (a Rect per word costs more).
+        xa, ya, xb, yb = a * x0 + c * y0 + e, b * x0 + d * y0 + f, a * x1 + c * y1 + e, b * x1 + d * y1 + f
+        return Box(min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb))
+
+    textpage = textpage or text_page(page)
     words: list[Word] = []
-    lines: list[Line] = []
     line_of: dict[tuple[int, int], int] = {}
     line_words: list[list[str]] = []
-    line_rects: list[pymupdf.Rect] = []
-    for x0, y0, x1, y1, text, block_no, line_no, _ in raw:
-        key = (int(block_no), int(line_no))
-        rect = pymupdf.Rect(x0, y0, x1, y1) * turn
-        if key not in line_of:
-            line_of[key] = len(line_words)
+    line_boxes: list[list[float]] = []
+    line_blocks: list[int] = []
+    for x0, y0, x1, y1, text, block_no, line_no, _ in textpage.extractWORDS():
+        key = (block_no, line_no)
+        index = line_of.get(key)
+        if index is None:
+            index = line_of[key] = len(line_words)
             line_words.append([])
-            line_rects.append(pymupdf.Rect(rect))
-            lines.append(Line("", _box(rect), int(block_no)))
-        index = line_of[key]
+            line_boxes.append([x0, y0, x1, y1])
+            line_blocks.append(int(block_no))
+        else:
+            extent = line_boxes[index]
+            if x0 < extent[0]:
+                extent[0] = x0
+            if y0 < extent[1]:
+                extent[1] = y0
+            if x1 > extent[2]:
+                extent[2] = x1
+            if y1 > extent[3]:
+                extent[3] = y1
         line_words[index].append(text)
-        line_rects[index] |= rect
-        words.append(Word(text, _box(rect), index))
-    lines = [
-        Line(" ".join(texts), _box(rect), line.block)
-        for line, texts, rect in zip(lines, line_words, line_rects, strict=True)
-    ]
+        words.append(Word(text, box(x0, y0, x1, y1), index))
+    lines = tuple(
+        Line(" ".join(texts), box(*extent), block)
+        for texts, extent, block in zip(line_words, line_boxes, line_blocks, strict=True)
+    )
     reason = _distrust(page, textpage, [w.text for w in words])
     rect = page.rect
-    return TextLayer(rect.width, rect.height, tuple(words), tuple(lines), reason is None, reason)
+    return TextLayer(rect.width, rect.height, tuple(words), lines, reason is None, reason)
 
 
 def _distrust(page: pymupdf.Page, textpage: pymupdf.TextPage, words: Sequence[str]) -> str | None:
     """Why the layer is not to be trusted, or None when it is."""
     chars = "".join(words)
-    bad = sum(1 for c in chars if _carries_no_text(c))
+    bad = len(_NO_TEXT.findall(chars))
     if chars and bad > BAD_SHARE * len(chars):
         return f"a broken text layer: {bad} of {len(chars)} characters carry no text (private-use, U+FFFD, control)"
-    texts = [w for w in words if any(unicodedata.category(c)[0] in "LN" for c in w)]
+    texts = [w for w in words if _HAS_TEXT.search(w)]
     if len(texts) < MIN_WORDS:
         return f"too little text ({len(texts)} words)"
     names = sum(1 for w in words if _GLYPH_NAME.match(w))
@@ -133,18 +156,12 @@ def _distrust(page: pymupdf.Page, textpage: pymupdf.TextPage, words: Sequence[st
     return None
 
 
-def _carries_no_text(c: str) -> bool:
-    if c == "\ufffd" or "\ue000" <= c <= "\uf8ff":
-        return True
-    category = unicodedata.category(c)
-    return category in ("Cc", "Co", "Cs", "Cn")
-
-
 def _scanned(page: pymupdf.Page) -> bool:
-    """Whether an image covers most of the page (a scan); cheap when the page uses no image at all."""
-    if not page.get_images():
-        return False
+    """Whether an image covers most of the page (a scan). Where it lies is asked (which costs a pass over
+    the page) only when the page uses an image of at least as many pixels as the page at 72 dpi."""
     area = abs(page.rect) or 1.0
+    if not any(int(item[2]) * int(item[3]) >= SCAN_COVER * area for item in page.get_images()):
+        return False
     return any(abs(pymupdf.Rect(info["bbox"]) & page.rect) >= SCAN_COVER * area for info in page.get_image_info())
 
 
