@@ -447,7 +447,7 @@ def layer_warnings(doc: Document, min_coverage: float | None = None) -> list[str
     floor = LOW_COVERAGE if min_coverage is None else min_coverage
     out = []
     for page in doc.pages:
-        if page.layer is None:
+        if page.layer is None or page.status == "failed":  # a failed page has its error already
             continue
         low = low_blocks(page)
         if page.layer.coverage < floor or low:

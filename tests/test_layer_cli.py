@@ -9,14 +9,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pymupdf
 import pytest
 from PIL import Image
 
 from docparse.agreement import tokens
+from docparse.config import RasterOptions
 from docparse.document import Box, Generation
 from docparse.engines.base import GREEDY, Answer, GenerationSettings
 from docparse.errors import EngineError
+from docparse.rasterize import open_input
 from tests.layer_answers import Element, answer_html, layer_elements
 from tests.paths import shared_file
 from tests.test_cli import run_cli
@@ -36,8 +37,9 @@ class LayerEngine:
         finish: str = "stop",
     ) -> None:  # fmt: skip
         self.elements = change(layer_elements(pdf, 1))
-        with pymupdf.open(pdf) as doc:
-            self.size = (doc[0].rect.width, doc[0].rect.height)
+        with open_input(pdf, RasterOptions(pages=((1, 1),))) as doc:
+            image = doc.render(1)  # the turn docparse gives the page before the model sees it
+        self.size, self.turn = (image.width, image.height), image.turn
         self.fail = fail
         self.finish = finish
 
@@ -46,7 +48,7 @@ class LayerEngine:
             raise EngineError("out of memory (fake)")
         out = []
         for image in images:
-            text = answer_html(self.elements, image.size, self.size, 0)
+            text = answer_html(self.elements, image.size, self.size, self.turn)
             if self.finish == "length":
                 text = text[: len(text) // 2]
             gen = Generation(model="layer", prompt="QwenVL HTML ", tokens_in=10, tokens_out=len(text), seconds=0.0,
@@ -59,13 +61,18 @@ class LayerEngine:
 
 
 def convert(
-    tmp_path: Path, engine: LayerEngine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+    tmp_path: Path,
+    engine: LayerEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    *args: str,
+    name: str = NAME,
 ) -> tuple[int, dict[str, Any], dict[str, Any], str]:
     """Run `docparse PDF --pages 1 -o out.json ...`; (exit code, the JSON, the report, stderr)."""
     import docparse.engines.transformers as transformers_engine
 
     monkeypatch.setattr(transformers_engine, "load_engine", lambda _o, _px=None: engine)
-    pdf = shared_file("fixtures", "pdfs", NAME)
+    pdf = shared_file("fixtures", "pdfs", name)
     out, report = tmp_path / "out.json", tmp_path / "report.json"
     argv = [str(pdf), "--pages", "1", "-o", str(out), "--report", str(report), "--cache-dir", str(tmp_path / "c")]
     code, _, err = run_cli([*argv, "--max-pixels", "200704", "--max-retries", "0", *args], capsys)
@@ -114,6 +121,18 @@ def test_a_faithful_answer_passes_min_layer_coverage_with_no_warning(
     assert got == 0 and "disagrees" not in err, err
     assert doc["pages"][0]["layer_coverage"] == 1.0
     assert all(b["layer_agreement"] == 1.0 for b in doc["pages"][0]["blocks"])
+
+
+def test_a_page_turned_upright_for_the_model_is_checked_on_the_page_as_displayed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "tab-rot-nics-checks-rotate90.pdf"  # /Rotate 90, its table sideways: turned before the model
+    engine = LayerEngine(shared_file("fixtures", "pdfs", name))
+    code, doc, _, err = convert(tmp_path, engine, monkeypatch, capsys, name=name)
+    assert code == 0 and "disagrees" not in err
+    (page,) = doc["pages"]
+    assert page["rotation"] == engine.turn != 0 and page["layer_coverage"] == 1.0
+    assert all(b["layer_agreement"] == 1.0 for b in page["blocks"])
 
 
 @pytest.mark.parametrize(("fail", "finish"), [(True, "stop"), (False, "length")])
