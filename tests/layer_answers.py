@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pymupdf
 
-from docparse.agreement import join_lines
 from docparse.config import RasterOptions
 from docparse.document import Box
 from docparse.pageprep import unturn_box
 from docparse.rasterize import open_input
+from docparse.textnorm import join_lines
 
 
 @dataclass
