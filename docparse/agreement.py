@@ -100,7 +100,14 @@ def _layer_tokens(layer: TextLayer) -> list[_Token]:
         ids: tuple[int, ...] = (i,)
         nxt = words[i + 1] if i + 1 < len(words) else None
         last_in_line = nxt is None or nxt.line != word.line
-        if last_in_line and nxt is not None and text[-1:] in HYPHENS and text[:-1] and nxt.text[:1].islower():
+        # Hyphens inside words are dropped on both sides, so a line-end hyphen joins whatever follows.
+        if (
+            last_in_line
+            and nxt is not None
+            and text[-1:] in HYPHENS
+            and text[-2:-1].isalnum()
+            and nxt.text[:1].isalnum()
+        ):
             text, ids, skip = text[:-1] + nxt.text, (i, i + 1), i + 1
         cx, cy = (word.box.x0 + word.box.x1) / 2, (word.box.y0 + word.box.y1) / 2
         out.extend(_Token(t, cx, cy, ids, word.line) for t in tokens(text))

@@ -517,9 +517,15 @@ def _low(markup: str, page: Page, index: int, low: set[int]) -> str:
     return f'<div class="layer-low" data-layer-agreement="{score}">\n{markup}\n</div>'
 
 
-def _legend(doc: Document) -> list[str]:
-    """The legend of the low-agreement mark, for a document that has a marked block; else nothing."""
-    if not any(low_blocks(page) for page in doc.pages):
+def _legend(doc: Document, options: WriteOptions) -> list[str]:
+    """The legend of the low-agreement mark, for a document that shows a marked block; else nothing."""
+    shown = (
+        i
+        for page in doc.pages
+        for i in low_blocks(page)
+        if page.blocks[i].role != "furniture" or options.keep_furniture
+    )
+    if next(shown, None) is None:
         return []
     return [
         '<div class="layer-legend" role="note"><p><span class="layer-low">Outlined in red</span>: text that '
@@ -573,10 +579,12 @@ def write_html(doc: Document, options: WriteOptions) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<meta name="generator" content="docparse">',
         f"<title>{esc(document_title(doc))}</title>",
-        f"<style>\n{_CSS}{_LOW_CSS if _legend(doc) else ''}\n</style>",
+        f"<style>\n{_CSS}{_LOW_CSS if _legend(doc, options) else ''}\n</style>",
         "</head>",
         "<body>",
-        sanitize_body("\n".join([f"<main{main_attrs}>", *_legend(doc), *_pages_html(doc, options), "</main>"])),
+        sanitize_body(
+            "\n".join([f"<main{main_attrs}>", *_legend(doc, options), *_pages_html(doc, options), "</main>"])
+        ),
         *scripts,
         "</body>",
         "</html>",
