@@ -342,10 +342,12 @@ def fallback_page(page: Page, layer: TextLayer | None) -> Page:
 
 
 def low_blocks(page: Page, threshold: float = LOW_AGREEMENT) -> list[int]:
-    """Positions of the page's blocks whose agreement with the layer is below `threshold`."""
+    """Positions of the page's blocks whose agreement with the layer is below `threshold` (a page whose
+    blocks were edited after the check, leaving fewer than it scored, has the rest unscored)."""
     if page.layer is None:
         return []
-    return [i for i, a in enumerate(page.layer.agreement) if a is not None and a < threshold]
+    scored = page.layer.agreement[: len(page.blocks)]
+    return [i for i, a in enumerate(scored) if a is not None and a < threshold]
 
 
 def layer_warnings(doc: Document, min_coverage: float | None = None) -> list[str]:
