@@ -200,3 +200,26 @@ def test_render_of_saved_answers_checks_against_the_source_beside_them(
     code, html, _ = run_cli(["render", str(path), "--to", "html", "-q"], capsys)
     assert html.count('class="layer-low"') == 2  # the block, and the legend's sample
     assert 'class="layer-legend"' in html and "harbour bridge" in html.split('class="layer-low" data-layer')[1]
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_page_image_has_no_layer_null_fields_and_nothing_to_fall_back_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fail: bool
+) -> None:
+    import pymupdf
+
+    import docparse.engines.transformers as transformers_engine
+
+    pdf = shared_file("fixtures", "pdfs", NAME)
+    picture = tmp_path / "page.png"
+    with pymupdf.open(pdf) as doc:
+        doc[0].get_pixmap(dpi=100).save(picture)  # the same page as a picture: no text layer
+    engine = LayerEngine(pdf, fail=fail)
+    monkeypatch.setattr(transformers_engine, "load_engine", lambda _o, _px=None: engine)
+    out = tmp_path / "out.json"
+    args = [str(picture), "-o", str(out), "--cache-dir", str(tmp_path / "c"), "--max-pixels", "200704"]
+    code, _, err = run_cli([*args, "--fallback", "text-layer", "--min-layer-coverage", "0.9"], capsys)
+    (page,) = json.loads(out.read_text())["pages"]
+    assert page["unit"] == "px" and page["layer_coverage"] is None and page["layer_missing"] is None
+    assert all(b["layer_agreement"] is None for b in page["blocks"]) and "disagrees" not in err
+    assert (code, page["status"]) == ((1, "failed") if fail else (0, "ok"))
