@@ -30,6 +30,7 @@ from rich.progress import (
 from rich.text import Text
 
 from docparse import __version__
+from docparse.agreement import layer_warnings
 from docparse.cache import PageCache
 from docparse.config import (
     DEFAULT_CONCURRENCY,
@@ -40,6 +41,7 @@ from docparse.config import (
     Device,
     DType,
     EngineKind,
+    Fallback,
     Format,
     Images,
     WriteOptions,
@@ -69,7 +71,7 @@ from docparse.prompt import (
     DEFAULT_SYSTEM_PROMPT,
     FACTOR,
 )
-from docparse.report import FileStatus, Report, document_failed
+from docparse.report import FileStatus, Report, document_failed, page_failed
 from docparse.scheduler import Event, FileDone, FileStarted
 
 EXIT_CODES_HELP = (
@@ -473,6 +475,29 @@ def convert(
             max=1.0,
         ),
     ] = 0.0,
+    min_layer_coverage: Annotated[
+        float | None,
+        typer.Option(
+            "--min-layer-coverage",
+            help="A page whose PDF text layer is held by the model's blocks below this share (0-1) counts as "
+            "failed (exit 1, --max-page-error-rate); pages without a usable text layer are not judged.",
+            min=0.0,
+            max=1.0,
+            show_default="off",
+        ),
+    ] = None,
+    fallback: Annotated[
+        Fallback,
+        typer.Option(
+            "--fallback",
+            help="text-layer: a page the model failed on (failed, or cut off or looping after every retry) "
+            "takes its blocks from the PDF's text layer (status fallback-text-layer).",
+        ),
+    ] = "none",
+    snap_boxes: Annotated[
+        bool,
+        typer.Option("--snap-boxes", help="Tighten each text block's box to the PDF text-layer words it holds."),
+    ] = False,
     engine: Annotated[
         EngineKind,
         typer.Option(
@@ -548,6 +573,8 @@ def convert(
         served_model=served_model,
         concurrency=concurrency,
         timeout=timeout,
+        fallback=fallback,
+        snap_boxes=snap_boxes,
     )
     write_options = WriteOptions(
         format=fmt,
@@ -574,7 +601,7 @@ def convert(
     if report is not None:
         writable_folder(report.parent, "--report")
     run = BatchRun(work.jobs, options, write_options, batch=batch, quiet=quiet, fail_fast=fail_fast,
-                   max_page_error_rate=max_page_error_rate)  # fmt: skip
+                   max_page_error_rate=max_page_error_rate, min_layer_coverage=min_layer_coverage)  # fmt: skip
     run.root = output if batch else None
     for warning in work.warnings:
         run.display.warning(warning)
@@ -600,8 +627,10 @@ class BatchRun:
         quiet: bool,
         fail_fast: bool,
         max_page_error_rate: float,
+        min_layer_coverage: float | None = None,
     ) -> None:
         self.jobs = jobs
+        self.min_layer_coverage = min_layer_coverage
         self.options = options
         self.write_options = write_options
         self.batch = batch
@@ -675,8 +704,11 @@ class BatchRun:
             self.report.finished_file(event.source, "interrupted", event.seconds)
             return
         doc = event.document
-        failed_pages = sum(p.status == "failed" for p in doc.pages)
-        bad = document_failed(doc, self.max_page_error_rate)
+        self.report.layer(event.source, doc, self.min_layer_coverage)
+        for warning in layer_warnings(doc, self.min_layer_coverage):
+            self.display.warning(f"{event.source} {warning}" if self.batch else warning)
+        failed_pages = sum(page_failed(p, self.min_layer_coverage) for p in doc.pages)
+        bad = document_failed(doc, self.max_page_error_rate, self.min_layer_coverage)
         if not self.batch:
             self.single = doc  # written once the run is over (stdout must carry nothing else)
         else:
@@ -881,6 +913,7 @@ def render(
         page_unit=page[1] if page else "pt",
         progress=_reporter(quiet),
         assemble_options=AssembleOptions(merge=not no_merge),
+        password=password,
     )
     emit(doc, write_options, output, password=password)
     return _exit_for(doc)

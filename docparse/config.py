@@ -24,6 +24,8 @@ Format = Literal["md", "html", "json"]
 # Picture crops: saved beside the output, embedded as data URIs, or not made (docparse.assets).
 Images = Literal["files", "embed", "none"]
 EngineKind = Literal["transformers", "openai"]
+# --fallback: what a page the model failed on falls back to (docparse.agreement.fallback_page).
+Fallback = Literal["none", "text-layer"]
 
 # --engine openai: requests in flight (a vLLM server batches them continuously; see README "Serving
 # with vLLM or SGLang"), and seconds one request may take (a dense page is thousands of tokens).
@@ -90,6 +92,18 @@ class AssembleOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class LayerOptions:
+    """What the PDF's text layer may do beyond the check, which always runs (docparse.agreement).
+
+    `fallback`: a page the model failed on takes its blocks from the layer (--fallback text-layer).
+    `snap_boxes`: each text block's box is tightened to the layer words it holds (--snap-boxes).
+    """
+
+    fallback: bool = False
+    snap_boxes: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ConvertOptions:
     """Everything `pipeline.convert` needs for one input."""
 
@@ -104,6 +118,7 @@ class ConvertOptions:
     # model time one page may take in all (None: no limit).
     max_retries: int = 3
     page_timeout: float | None = None
+    layer: LayerOptions = LayerOptions()
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +178,8 @@ def convert_options(
     served_model: str | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     timeout: float = DEFAULT_TIMEOUT,
+    fallback: Fallback = "none",
+    snap_boxes: bool = False,
 ) -> ConvertOptions:
     """The records for one conversion, from the CLI's options by name (the CLI and docparse.convert both
     build them here). `pages` is a range list such as "1-3,7,10-". Raises UsageError for bad values."""
@@ -170,6 +187,8 @@ def convert_options(
         raise UsageError(f"--min-pixels {min_pixels} is above --max-pixels {max_pixels}")
     if (batch_size is not None and batch_size < 1) or max_new_tokens < 1:
         raise UsageError("--batch-size and --max-new-tokens must be at least 1")
+    if fallback not in ("none", "text-layer"):
+        raise UsageError(f"--fallback {fallback!r}: use none or text-layer")
     if max_retries < 0 or (page_timeout is not None and page_timeout <= 0):
         raise UsageError("--max-retries must be 0 or more and --page-timeout above 0")
     server = server_options(
@@ -204,6 +223,7 @@ def convert_options(
         keep_raw=keep_raw,
         max_retries=max_retries,
         page_timeout=page_timeout,
+        layer=LayerOptions(fallback=fallback == "text-layer", snap_boxes=snap_boxes),
     )
 
 

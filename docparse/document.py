@@ -8,14 +8,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, assert_never
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
 
 Unit = Literal["pt", "px"]
 # "retried", "repetition" and "skipped-blank" are set by the engine side (repetition guard, retries, blank
 # pages); the assembly never sets a status.
-PageStatus = Literal["ok", "retried", "truncated", "repetition", "unstructured", "failed", "skipped-blank"]
+# "fallback-text-layer": the model failed on the page and its blocks came from the PDF's text layer
+# (--fallback text-layer, docparse.agreement).
+PageStatus = Literal[
+    "ok", "retried", "truncated", "repetition", "unstructured", "failed", "skipped-blank", "fallback-text-layer"
+]
 # "repetition": stopped early on a degenerate loop; "time": stopped by the per-page time budget.
 FinishReason = Literal["stop", "length", "repetition", "time"]
 # What a block is to a reader: the text itself, page furniture (running headers and footers, page
@@ -277,6 +281,25 @@ class Generation:
     finish_reason: FinishReason
 
 
+@dataclass(frozen=True, slots=True)
+class LayerLine:
+    """A line of the PDF's text layer (its text, its box in points on the displayed page)."""
+
+    text: str
+    box: Box
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerCheck:
+    """The page checked against its PDF text layer (docparse.agreement): the share of the layer's words
+    some block holds, the layer lines no block covers, and each block's agreement (0-1, None for a block
+    with no text to compare), in the order of the page's blocks."""
+
+    coverage: float
+    missing: tuple[LayerLine, ...]
+    agreement: tuple[float | None, ...]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Page:
     """One page. Boxes are in `unit` on a page `width` x `height` (origin top-left).
@@ -285,6 +308,7 @@ class Page:
     the model calls the page took (0 when it was skipped, or rendered from a saved answer);
     `rotation` is the clockwise turn in degrees (0, 90, 180, 270) docparse gave the displayed page
     to make its content upright before the model saw it; boxes are on the page as displayed.
+    `layer` is the check against the PDF's text layer; None where the page has no usable layer.
     """
 
     number: int
@@ -298,6 +322,7 @@ class Page:
     generation: Generation | None = None
     attempts: int = 0
     rotation: int = 0
+    layer: LayerCheck | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -417,9 +442,12 @@ def box_norm(box: Box | None, width: float | None, height: float | None) -> list
     return [grid(box.x0, width), grid(box.y0, height), grid(box.x1, width), grid(box.y1, height)]
 
 
-def block_to_json(block: Block, page: Page | None = None, sizes: PageSizes | None = None) -> dict[str, JSONValue]:
+def block_to_json(
+    block: Block, page: Page | None = None, sizes: PageSizes | None = None, agreement: float | None = None
+) -> dict[str, JSONValue]:
     """One top-level block. `page` (the page it sits on) and `sizes` (page number -> width, height, for
-    the pages its parts came from) give the normalised boxes; without them those are null."""
+    the pages its parts came from) give the normalised boxes; without them those are null. `agreement`:
+    its agreement with the text layer (None: not checked)."""
     body = _encode(block)
     assert isinstance(body, dict)
     out: dict[str, JSONValue] = {"type": block_type_name(block)}
@@ -437,6 +465,7 @@ def block_to_json(block: Block, page: Page | None = None, sizes: PageSizes | Non
         for part in block.parts
     ]
     out["text"] = block_text(block)
+    out["layer_agreement"] = agreement
     return out
 
 
@@ -490,8 +519,16 @@ def page_to_json(page: Page, sizes: PageSizes | None = None) -> dict[str, JSONVa
         "generation": _encode(page.generation),
         "attempts": page.attempts,
         "rotation": page.rotation,
-        "blocks": [block_to_json(b, page, sizes) for b in page.blocks],
+        "layer_coverage": page.layer.coverage if page.layer else None,
+        "layer_missing": [{"text": m.text, "box": _encode(m.box)} for m in page.layer.missing] if page.layer else None,
+        "blocks": [block_to_json(b, page, sizes, _agreement(page, i)) for i, b in enumerate(page.blocks)],
     }
+
+
+def _agreement(page: Page, index: int) -> float | None:
+    if page.layer is None or index >= len(page.layer.agreement):
+        return None
+    return page.layer.agreement[index]
 
 
 def document_to_json(doc: Document) -> dict[str, JSONValue]:
@@ -655,7 +692,18 @@ def page_from_json(d: Mapping[str, Any]) -> Page:
         generation=Generation(**gen) if gen else None,
         attempts=int(d.get("attempts", 0)),
         rotation=int(d.get("rotation", 0)),
+        layer=_layer_from_json(d),
     )
+
+
+def _layer_from_json(d: Mapping[str, Any]) -> LayerCheck | None:
+    """The page's text-layer check (absent before schema 1.3, null where the page had no usable layer)."""
+    coverage = d.get("layer_coverage")
+    if coverage is None:
+        return None
+    missing = tuple(LayerLine(str(m["text"]), _box(m["box"]) or Box(0, 0, 0, 0)) for m in d.get("layer_missing") or [])
+    agreement = tuple(None if b.get("layer_agreement") is None else float(b["layer_agreement"]) for b in d["blocks"])
+    return LayerCheck(coverage=float(coverage), missing=missing, agreement=agreement)
 
 
 def document_from_json(d: Mapping[str, Any]) -> Document:

@@ -152,6 +152,8 @@ def document_metadata(sha256: str, options: ConvertOptions, page_count: int, mod
         "merge": options.assemble.merge,
         "max_retries": options.max_retries,
         "page_timeout": options.page_timeout,
+        "fallback": "text-layer" if options.layer.fallback else "none",
+        "snap_boxes": options.layer.snap_boxes,
     }
 
 
@@ -332,12 +334,14 @@ def render(
     page_unit: Unit = "pt",
     progress: Progress | None = None,
     assemble_options: AssembleOptions | None = None,
+    password: str | None = None,
 ) -> Document:
     """Saved raw answers (one file per page, in order) -> Document, with no model.
 
     `image_size` (the size the model saw) and `page_size` (in `page_unit`) override the sidecars.
     With no page size known, boxes stay in model pixels. The pages are assembled as `convert`
-    assembles them.
+    assembles them, and checked against the source's text layer when the source is found
+    (docparse.agreement.check_source; `password` opens an encrypted one).
     """
     assemble_options = assemble_options or AssembleOptions()
     pages: list[Page] = []
@@ -365,7 +369,9 @@ def render(
         "merge": assemble_options.merge,
     }
     document = Document(source=source or (str(paths[0]) if paths else ""), pages=tuple(pages), metadata=metadata)
-    return assemble(document, assemble_options)
+    from docparse.agreement import check_source
+
+    return check_source(assemble(document, assemble_options), password)
 
 
 def load_document(path: Path) -> Document:

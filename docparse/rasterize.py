@@ -18,6 +18,7 @@ from docparse.document import Unit
 from docparse.errors import InputError, PasswordError, UsageError
 from docparse.pageprep import is_blank, raster_orientation, text_turn, turn_image, upside_down
 from docparse.prompt import NOMINAL_DPI, smart_resize
+from docparse.textlayer import TextLayer, read_layer, text_page
 
 Kind = Literal["pdf", "image"]
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
@@ -47,6 +48,8 @@ class PageImage:
     has_text: bool = False
     blank: bool = False
     notes: tuple[str, ...] = ()
+    # The PDF page's own text layer (docparse.textlayer), read with the render; None for an image.
+    layer: TextLayer | None = None
 
 
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:(-)\s*(\d+)?)?\s*$")
@@ -131,6 +134,15 @@ class InputDocument:
         assert self._image is not None
         return _render_image_frame(self._image, number, self.options, str(self.path))
 
+    def text_layer(self, number: int) -> TextLayer | None:
+        """The page's own text layer (docparse.textlayer), read once; None for an image or an unreadable page."""
+        if self._pdf is None:
+            return None
+        try:
+            return read_layer(self._pdf.load_page(number - 1))
+        except Exception:  # a page MuPDF cannot read text from has no witness; rendering reports the damage
+            return None
+
     def close(self) -> None:
         if self._pdf is not None:
             self._pdf.close()
@@ -205,8 +217,10 @@ def _render_pdf_page(doc: pymupdf.Document, number: int, options: RasterOptions,
         pix = page.get_pixmap(matrix=pymupdf.Matrix(tw / w_pt, th / h_pt), alpha=False, colorspace=pymupdf.csRGB)
         img = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
         rotation = page.rotation
-        directions = _text_directions(page)
-        has_text = bool(page.get_text("text").strip())
+        textpage = text_page(page)  # read once: orientation, has_text and the layer docparse.agreement checks
+        directions = _text_directions(page, textpage)
+        has_text = bool(textpage.extractText().strip())
+        layer = read_layer(page, textpage)
     except InputError:
         raise
     except Exception as exc:
@@ -216,7 +230,8 @@ def _render_pdf_page(doc: pymupdf.Document, number: int, options: RasterOptions,
         canvas = Image.new("RGB", (tw, th), "white")
         canvas.paste(img, (0, 0))
         img = canvas
-    return _prepared(PageImage(source, number, img, w_pt, h_pt, "pt", rotation, has_text=has_text), directions)
+    image = PageImage(source, number, img, w_pt, h_pt, "pt", rotation, has_text=has_text, layer=layer)
+    return _prepared(image, directions)
 
 
 # Ideographs, kana and hangul: written top to bottom as well as left to right, so a CJK line
@@ -224,14 +239,14 @@ def _render_pdf_page(doc: pymupdf.Document, number: int, options: RasterOptions,
 _CJK = re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
 
-def _text_directions(page: pymupdf.Page) -> list[tuple[float, float, int]]:
+def _text_directions(page: pymupdf.Page, textpage: pymupdf.TextPage) -> list[tuple[float, float, int]]:
     """(dx, dy, characters) of each text line, as the line runs on the displayed page (after /Rotate).
 
     Lines mostly of CJK characters are left out (see _CJK); a page with only those has no say.
     """
     turn = page.rotation_matrix
     out: list[tuple[float, float, int]] = []
-    for block in page.get_text("dict").get("blocks", []):
+    for block in textpage.extractDICT().get("blocks", []):
         for line in block.get("lines", []):
             text = "".join(span.get("text", "") for span in line.get("spans", []))
             chars = len("".join(text.split()))

@@ -15,24 +15,32 @@ from pathlib import Path
 from typing import Any, Literal
 
 from docparse import __version__
+from docparse.agreement import below_coverage, low_blocks
 from docparse.document import Document, Page
 from docparse.files import write_atomic
 from docparse.pipeline import PageDone
 
 FileStatus = Literal["converted", "failed", "interrupted", "not-started"]
-REPORT_VERSION = "1.0"
+REPORT_VERSION = "1.1"
 
 
-def failed_share(doc: Document) -> float:
+def page_failed(page: Page, min_layer_coverage: float | None = None) -> bool:
+    """Whether a page counts as failed: the engine failed on it, or (with --min-layer-coverage) the model's
+    blocks hold less of its text layer than the floor."""
+    return page.status == "failed" or below_coverage(page, min_layer_coverage)
+
+
+def failed_share(doc: Document, min_layer_coverage: float | None = None) -> float:
     """The share of a document's pages that failed (0 for a document with no pages)."""
     if not doc.pages:
         return 0.0
-    return sum(p.status == "failed" for p in doc.pages) / len(doc.pages)
+    return sum(page_failed(p, min_layer_coverage) for p in doc.pages) / len(doc.pages)
 
 
-def document_failed(doc: Document, max_page_error_rate: float) -> bool:
+def document_failed(doc: Document, max_page_error_rate: float, min_layer_coverage: float | None = None) -> bool:
     """Whether a converted document counts as failed: its share of failed pages is above the rate."""
-    return any(p.status == "failed" for p in doc.pages) and failed_share(doc) > max_page_error_rate
+    share = failed_share(doc, min_layer_coverage)
+    return share > 0 and share > max_page_error_rate
 
 
 def _page_entry(done: PageDone) -> dict[str, Any]:
@@ -49,6 +57,10 @@ def _page_entry(done: PageDone) -> dict[str, Any]:
         "cached": done.cached,
         "error": page.warnings[0] if page.status == "failed" and page.warnings else None,
         "warnings": list(page.warnings),
+        "layer_coverage": None,
+        "layer_missing_lines": None,
+        "low_agreement_blocks": None,
+        "below_layer_coverage": False,
     }
 
 
@@ -79,6 +91,18 @@ class Report:
     def page(self, done: PageDone) -> None:
         self._file(done.source).pages[done.page.number] = _page_entry(done)
 
+    def layer(self, source: str, doc: Document, min_layer_coverage: float | None) -> None:
+        """Each page's text-layer check, once the document is assembled and checked (null: no usable layer)."""
+        for page in doc.pages:
+            entry = self._file(source).pages.get(page.number)
+            if entry is None:
+                continue
+            entry["status"] = page.status  # a fallback page's status is known only now
+            entry["layer_coverage"] = page.layer.coverage if page.layer else None
+            entry["layer_missing_lines"] = len(page.layer.missing) if page.layer else None
+            entry["low_agreement_blocks"] = len(low_blocks(page)) if page.layer else None
+            entry["below_layer_coverage"] = below_coverage(page, min_layer_coverage)
+
     def started_file(self, source: str) -> None:
         self._file(source).status = "interrupted"  # until it is done
 
@@ -95,7 +119,7 @@ class Report:
             "interrupted": sum(f.status == "interrupted" for f in self.files),
             "not_started": sum(f.status == "not-started" for f in self.files),
             "pages": len(pages),
-            "pages_failed": sum(p["status"] == "failed" for p in pages),
+            "pages_failed": sum(p["status"] == "failed" or bool(p["below_layer_coverage"]) for p in pages),
             "pages_cached": sum(bool(p["cached"]) for p in pages),
             "model_calls": sum(int(p["model_calls"]) for p in pages),
             "tokens_in": sum(int(p["tokens_in"]) for p in pages),

@@ -28,6 +28,7 @@ from typing import Any
 
 from PIL import Image
 
+from docparse.agreement import check_document, fallback_page
 from docparse.assemble import assemble
 from docparse.cache import PageCache, RasterInfo, answer_key, page_prefix, raster_key
 from docparse.config import ConvertOptions
@@ -37,6 +38,7 @@ from docparse.errors import DocparseError, EngineError, InputError
 from docparse.files import sha256_file
 from docparse.pipeline import BLANK_WARNING, PageDone, document_metadata, empty_page, page_from_answer
 from docparse.rasterize import InputDocument, PageImage, open_input
+from docparse.textlayer import TextLayer
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +157,7 @@ class _Doc:
     started: float
     pages: dict[int, Page] = field(default_factory=dict)
     models: set[str] = field(default_factory=set)
+    layers: dict[int, TextLayer | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +243,7 @@ def run_batch(
         if cache is not None:
             page = _replay(cache, options, first_try, sha, number, str(path), model_name)
             if page is not None:
+                put(("layer", index, number, doc.text_layer(number)))  # not rendered: read on its own
                 put(("page", index, _Outcome(page, 0, time.monotonic() - started)))
                 return
         if not slots.acquire(halt):
@@ -250,8 +254,10 @@ def run_batch(
             slots.release()
             failed = Page(number=number, width=None, height=None, unit="pt", image_size=None, blocks=(),
                           status="failed", warnings=(str(exc),))  # fmt: skip
+            put(("layer", index, number, doc.text_layer(number)))  # --fallback may still have its text
             put(("page", index, _Outcome(failed, 0, time.monotonic() - started)))
             return
+        put(("layer", index, number, image.layer))
         if cache is not None:
             cache.put_raster(raster_key(options, sha, number), _raster_info(image))
         if image.blank:
@@ -305,10 +311,13 @@ def run_batch(
             emit(FileDone(index, str(doc.path), None, None, seconds, interrupted=True))
             return
         pages = tuple(doc.pages[n] for n in doc.numbers)
+        if options.layer.fallback:
+            pages = tuple(fallback_page(p, doc.layers.get(p.number)) for p in pages)
         model = engine.model_id if engine is not None else min(doc.models, default=model_name)
         metadata = document_metadata(doc.sha256, options, doc.page_count, model)
         document = Document(source=str(doc.path), pages=pages, metadata=metadata)
-        emit(FileDone(index, str(doc.path), assemble(document, options.assemble), None, seconds))
+        checked = check_document(assemble(document, options.assemble), doc.layers, snap=options.layer.snap_boxes)
+        emit(FileDone(index, str(doc.path), checked, None, seconds))
 
     def complete(index: int) -> bool:
         return index in listed and len(docs[index].pages) == len(docs[index].numbers)
@@ -366,6 +375,8 @@ def run_batch(
                 listed.add(item[1])
                 if complete(item[1]):
                     finish(item[1])
+            elif kind == "layer":
+                docs[item[1]].layers[item[2]] = item[3]
             elif kind == "page":
                 record(item[1], item[2])
             elif kind == "todo":

@@ -12,6 +12,7 @@ from typing import assert_never
 
 import nh3
 
+from docparse.agreement import LOW_AGREEMENT, low_blocks
 from docparse.assets import image_url
 from docparse.config import WriteOptions
 from docparse.document import (
@@ -72,7 +73,14 @@ _STATUS_NOTES: dict[PageStatus, str] = {
     "skipped-blank": "this page is blank; it was not sent to the model.",
     "unstructured": "the model's answer could not be read as structured HTML; its text is shown as found.",
     "failed": "this page could not be converted.",
+    "fallback-text-layer": "the model failed on this page; its text is the PDF's own text layer, without structure.",
 }
+
+# Blocks whose text reads differently from the PDF's text layer (docparse.agreement): marked, with a
+# legend, only in a document that has such a block (so other documents' HTML stays as it was).
+_LOW_CSS = """
+.layer-low{outline:2px solid #cf222e;outline-offset:2px;background:#fff5f5}
+.layer-legend{border:1px solid #cf222e;background:#fff5f5;padding:.5rem 1rem;margin:.5rem 0}"""
 
 _CSS = """\
 body{font-family:system-ui,sans-serif;line-height:1.5;max-width:52rem;margin:2rem auto;padding:0 1rem}
@@ -495,9 +503,35 @@ def _page_html(page: Page, options: WriteOptions) -> str:
         ("data-height", None if page.height is None else _num(page.height)),
         ("data-unit", page.unit),
     )
-    shown = [b for b in page.blocks if b.role != "furniture" or options.keep_furniture]
-    inner = [_status_html(page), *(_with_role(block_html(b, page.unit), b) for b in shown)]
+    low = set(low_blocks(page))
+    shown = [(i, b) for i, b in enumerate(page.blocks) if b.role != "furniture" or options.keep_furniture]
+    inner = [_status_html(page), *(_low(_with_role(block_html(b, page.unit), b), page, i, low) for i, b in shown)]
     return "\n".join([f"<section{attrs}>", *(part for part in inner if part), "</section>"])
+
+
+def _low(markup: str, page: Page, index: int, low: set[int]) -> str:
+    """A block's markup, inside a <div class="layer-low"> when it disagrees with the PDF's text layer."""
+    if index not in low or page.layer is None:
+        return markup
+    score = page.layer.agreement[index]
+    return f'<div class="layer-low" data-layer-agreement="{score}">\n{markup}\n</div>'
+
+
+def _legend(doc: Document, options: WriteOptions) -> list[str]:
+    """The legend of the low-agreement mark, for a document that shows a marked block; else nothing."""
+    shown = (
+        i
+        for page in doc.pages
+        for i in low_blocks(page)
+        if page.blocks[i].role != "furniture" or options.keep_furniture
+    )
+    if next(shown, None) is None:
+        return []
+    return [
+        '<div class="layer-legend" role="note"><p><span class="layer-low">Outlined in red</span>: text that '
+        f"reads differently from the PDF's own text layer (agreement below {LOW_AGREEMENT:.2f}); check it "
+        "against the page.</p></div>"
+    ]
 
 
 def document_title(doc: Document) -> str:
@@ -545,10 +579,12 @@ def write_html(doc: Document, options: WriteOptions) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<meta name="generator" content="docparse">',
         f"<title>{esc(document_title(doc))}</title>",
-        f"<style>\n{_CSS}\n</style>",
+        f"<style>\n{_CSS}{_LOW_CSS if _legend(doc, options) else ''}\n</style>",
         "</head>",
         "<body>",
-        sanitize_body("\n".join([f"<main{main_attrs}>", *_pages_html(doc, options), "</main>"])),
+        sanitize_body(
+            "\n".join([f"<main{main_attrs}>", *_legend(doc, options), *_pages_html(doc, options), "</main>"])
+        ),
         *scripts,
         "</body>",
         "</html>",

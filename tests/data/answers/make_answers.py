@@ -16,6 +16,7 @@ import pymupdf
 
 from docparse.config import RasterOptions
 from docparse.rasterize import target_size
+from docparse.textnorm import join_lines  # a word hyphenated at a line end is whole again
 
 HERE = Path(__file__).resolve().parent
 PDFS = HERE.parents[3] / "shared" / "fixtures" / "pdfs"
@@ -46,20 +47,6 @@ def lines_of(page: pymupdf.Page) -> list[Line]:
             text = "".join(s["text"] for s in line["spans"]).translate(LIGATURES)
             if text.strip():
                 out.append(Line(pymupdf.Rect(line["bbox"]), text, line["spans"][0]["size"]))
-    return out
-
-
-def join_lines(texts: Iterable[str]) -> str:
-    """Lines of one paragraph as the model writes them: a word hyphenated at a line end is whole again."""
-    out = ""
-    for text in texts:
-        text = " ".join(text.split())
-        if not out:
-            out = text
-        elif re.search(r"[a-z]-$", out) and text[:1].islower():
-            out = out[:-1] + text
-        else:
-            out += " " + text
     return out
 
 
