@@ -266,11 +266,13 @@ class RawPage:
 def load_raw(path: Path) -> RawPage:
     """Read a raw answer file and, when present, its --keep-raw sidecar (same name, .json)."""
     try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    not_an_answer(path, data)
+    text = data.decode("utf-8", errors="replace")
     side_path = path.with_suffix(".json")
     side: dict[str, Any] = {}
     if side_path.is_file() and side_path != path:
@@ -306,6 +308,32 @@ def load_raw(path: Path) -> RawPage:
         generation=generation,
         rotation=rotation if rotation in (90, 180, 270) else 0,
     )
+
+
+# What an input file starts with, for a file given to `render` that is no model answer.
+_MAGIC = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+)
+
+
+def not_an_answer(path: Path, data: bytes) -> None:
+    """UsageError for a file that cannot be a model answer: a PDF or image (to convert, not to render), or
+    any other binary file (NUL bytes, or mostly undecodable as UTF-8)."""
+    head = data[:1024]
+    kind = "a PDF" if b"%PDF-" in head else next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+    if kind is None and head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        kind = "a WebP image"
+    if kind is not None:
+        raise UsageError(
+            f"{path} is {kind}, not a raw model answer: convert it with `docparse {path}` (render takes the "
+            "answers --keep-raw saved, or a document saved with --to json)"
+        )
+    if b"\x00" in head or data.decode("utf-8", errors="replace").count("\ufffd") > max(8, len(data) // 100):
+        raise UsageError(f"{path} is a binary file, not a raw model answer (QwenVL HTML) or a saved JSON document")
 
 
 def _finish_reason(value: Any) -> FinishReason:

@@ -269,3 +269,23 @@ def test_render_a_json_file_that_is_not_a_document_exits_1(tmp_path: Path, capsy
     code, _, err = run_cli(["render", str(bad)], capsys)
     assert code == 1 and "not a docparse JSON document" in err
     assert_one_line_error(err)
+
+
+@pytest.mark.parametrize("name", ["report.pdf", "page.png", "noise.html"])
+def test_render_refuses_a_file_that_is_no_model_answer(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / name
+    if name == "report.pdf":
+        path.write_bytes(SAMPLE.read_bytes())
+    elif name == "page.png":
+        from PIL import Image
+
+        Image.new("RGB", (40, 30), "white").save(path)
+    else:
+        path.write_bytes(bytes(range(256)) * 8)
+    code, out, err = run_cli(["render", str(path)], capsys)
+    assert code == 2 and out == ""
+    assert_one_line_error(err)
+    assert ("convert it with `docparse " in err) == (name != "noise.html"), err
+    assert "warning" not in err
