@@ -169,7 +169,10 @@ def output_format(output: Path | None, to: Format | None) -> Format:
     if to is not None:
         return to
     if output is not None and str(output) != "-" and by_suffix is None:
-        raise UsageError(f"cannot tell the format from -o {output}: use .md, .html or .json, or give --to")
+        raise UsageError(
+            f"cannot tell the format from -o {output}: use .md, .html or .json, give --to, or end it with / "
+            "for a folder"
+        )
     return by_suffix or "md"
 
 
@@ -349,13 +352,14 @@ def convert(
         list[Path],
         typer.Argument(help="PDF or image files, or folders to convert.", show_default=False, metavar="INPUT"),
     ],
-    output: Annotated[
-        Path | None,
+    output_text: Annotated[
+        str | None,
         typer.Option(
             "--output",
             "-o",
-            help="Output file (format from its extension; '-' or none: stdout); with folders or several "
-            "inputs, the output folder.",
+            help="Output file (format from its extension; '-' or none: stdout); a folder (DIR/, or one that "
+            "exists) takes INPUT's name; with folders or several inputs, the output folder.",
+            metavar="PATH",
         ),
     ] = None,
     to: ToOption = None,
@@ -512,9 +516,13 @@ def convert(
         typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True),
     ] = False,
 ) -> int:
-    from docparse.inputs import plan
+    from docparse.inputs import check_inputs, into_folder, plan
 
+    check_inputs(inputs)
     batch = len(inputs) > 1 or any(p.is_dir() for p in inputs)
+    output = None if output_text is None else Path(output_text)
+    if not batch:
+        output = into_folder(inputs[0], output_text, to) or output
     if batch:
         if to is None and output is not None and output.suffix.lower() in SUFFIX_FORMATS and not output.is_dir():
             raise UsageError(f"-o {output} looks like a file: folders and several inputs need an output folder")

@@ -87,7 +87,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         ([str(SAMPLE), "--bogus"], 2, "--bogus"),
         (["render", str(FIXTURE_01), "--page-size", "612x935"], 2, "--image-size"),
         (["render", str(FIXTURE_01), "--image-size", "big"], 2, "WIDTHxHEIGHT"),
-        ([str(SAMPLE), "-o", ".", "--to", "md"], 2, "is a directory"),
+        (["render", str(FIXTURE_01), "-o", ".", "--to", "md"], 2, "is a directory"),
+        (["missing-folder/", "-o", "out"], 2, "missing-folder: no such file or folder"),
+        ([str(SAMPLE), "-o", "out"], 2, "end it with / for a folder"),
         ([str(SAMPLE), "-o", "/proc/nope/out.md"], 2, "cannot create"),
         ([str(SAMPLE), "--keep-raw", "/proc/nope"], 2, "--keep-raw"),
     ],
@@ -289,3 +291,26 @@ def test_render_refuses_a_file_that_is_no_model_answer(
     assert_one_line_error(err)
     assert ("convert it with `docparse " in err) == (name != "noise.html"), err
     assert "warning" not in err
+
+
+TINY = ["--device", "cpu", "--dtype", "float32", "--max-new-tokens", "8", "--max-retries", "0", "-q"]
+
+
+@pytest.mark.parametrize("folder", ["out/", "existing"])
+def test_one_input_into_an_output_folder_takes_its_name(
+    folder: str,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "existing").mkdir()
+    code, out, err = run_cli([str(SAMPLE), "-o", folder, "--model", str(tiny_model_dir), *TINY], capsys)
+    assert code == 0, err
+    assert out == ""
+    written = tmp_path / folder.rstrip("/") / "report.md"
+    assert written.is_file() and written.read_text(encoding="utf-8").strip()
+    code, _, err = run_cli([str(SAMPLE), "-o", folder, "--to", "json", "--model", str(tiny_model_dir), *TINY], capsys)
+    assert code == 0, err
+    assert json.loads((written.parent / "report.json").read_text())["pages"][0]["number"] == 1
