@@ -863,6 +863,9 @@ def render(
         images=images_mode(images, output),
         online_assets=online_assets,
     )
+    from docparse.keepraw import answer_files
+
+    answers = answer_files(answers)  # sidecars and retries of the answers given are read with them
     documents = [a for a in answers if a.suffix.lower() == ".json"]
     if documents:
         if len(answers) != 1:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast, get_args
 
+from PIL import Image
+
 from docparse import __version__
 from docparse.assemble import assemble
 from docparse.cache import PageCache, request_settings
@@ -17,6 +19,7 @@ from docparse.document import Document, FinishReason, Generation, JSONValue, Pag
 from docparse.engines.base import Answer, Engine
 from docparse.errors import InputError, UsageError
 from docparse.files import write_atomic
+from docparse.keepraw import RecordingEngine, ReplayEngine, generation_record, retry_files, saved_retries
 from docparse.pageprep import unturn
 from docparse.qwenvl import read_answer
 from docparse.rasterize import PageImage
@@ -191,8 +194,10 @@ def convert(
 
 def page_from_answer(engine: Engine, image: PageImage, answer: Answer, options: ConvertOptions, spent: float) -> Page:
     """The page read from its first answer, then through the retry ladder if that answer looped or was cut."""
+    recorder = None
     if options.keep_raw is not None:
         save_raw(options.keep_raw, image, answer, options)
+        engine = recorder = RecordingEngine(engine)
 
     def build(ans: Answer, image_size: tuple[int, int], page_size: tuple[float, float]) -> Page:
         return build_page(
@@ -212,6 +217,8 @@ def page_from_answer(engine: Engine, image: PageImage, answer: Answer, options: 
     page = recover_page(
         engine, image.image, page_size, first, build, max_new_tokens=options.model.max_new_tokens, budget=budget
     )
+    if options.keep_raw is not None and recorder is not None and recorder.calls:
+        save_raw(options.keep_raw, image, answer, options, recorder.calls)  # every attempt, for `render`
     return _on_displayed_page(page, image.turn, image.width, image.height, image.notes)
 
 
@@ -220,10 +227,13 @@ def raw_path(directory: Path, source: str, number: int) -> Path:
     return directory / f"{Path(source).stem}.page-{number:04d}.html"
 
 
-def save_raw(directory: Path, image: PageImage, answer: Answer, options: ConvertOptions) -> None:
-    """Save the raw answer and a sidecar with what `docparse render` needs to map it again."""
+def save_raw(
+    directory: Path, image: PageImage, answer: Answer, options: ConvertOptions, retries: Sequence[list[Answer]] = ()
+) -> None:
+    """Save the raw answer and a sidecar with what `docparse render` needs to map it again; with `retries`
+    (the answers of each retry call, in order), those too, so that render reads the page as it was read."""
     path = raw_path(directory, image.source, image.number)
-    g = answer.generation
+    files, listing = retry_files(path, retries)
     sidecar: dict[str, Any] = {
         "docparse_version": __version__,
         "source": image.source,
@@ -232,16 +242,15 @@ def save_raw(directory: Path, image: PageImage, answer: Answer, options: Convert
         "unit": image.unit,
         "image_size": list(image.image.size),
         "rotation": image.turn,
-        "model": g.model,
-        "prompt": g.prompt,
         "system_prompt": options.model.system_prompt,
         "max_new_tokens": options.model.max_new_tokens,
-        "tokens_in": g.tokens_in,
-        "tokens_out": g.tokens_out,
-        "seconds": g.seconds,
-        "finish_reason": g.finish_reason,
+        **generation_record(answer.generation),
     }
+    if listing:
+        sidecar["retries"] = listing
     try:
+        for retry, text in files:
+            write_atomic(retry, text)
         write_atomic(path, answer.text)
         write_atomic(path.with_suffix(".json"), json.dumps(sidecar, ensure_ascii=False, indent=2) + "\n")
     except OSError as exc:
@@ -261,6 +270,9 @@ class RawPage:
     source: str | None
     generation: Generation | None
     rotation: int = 0  # the clockwise turn the page was given before the model saw it
+    # The answers of each retry the conversion made (--keep-raw), and the token limit it ran with.
+    retries: tuple[list[Answer], ...] = ()
+    max_new_tokens: int = 0
 
 
 def load_raw(path: Path) -> RawPage:
@@ -281,16 +293,7 @@ def load_raw(path: Path) -> RawPage:
             side = loaded if isinstance(loaded, dict) else {}
         except (OSError, ValueError):
             raise InputError(f"{side_path}: sidecar is not valid JSON") from None
-    generation = None
-    if {"model", "prompt", "tokens_in", "tokens_out", "seconds", "finish_reason"} <= side.keys():
-        generation = Generation(
-            model=str(side["model"]),
-            prompt=str(side["prompt"]),
-            tokens_in=int(side["tokens_in"]),
-            tokens_out=int(side["tokens_out"]),
-            seconds=float(side["seconds"]),
-            finish_reason=_finish_reason(side["finish_reason"]),
-        )
+    generation = _generation(side)
     image_size = _pair(side.get("image_size"), int)
     page_size = _pair(side.get("page_size"), float)
     unit: Unit = "px" if side.get("unit") == "px" else "pt"
@@ -307,7 +310,34 @@ def load_raw(path: Path) -> RawPage:
         source=str(source) if isinstance(source, str) else None,
         generation=generation,
         rotation=rotation if rotation in (90, 180, 270) else 0,
+        retries=tuple(saved_retries(path, side, _retry_answer)),
+        max_new_tokens=int(side.get("max_new_tokens") or 0),
     )
+
+
+def _generation(side: dict[str, Any]) -> Generation | None:
+    if not {"model", "prompt", "tokens_in", "tokens_out", "seconds", "finish_reason"} <= side.keys():
+        return None
+    return Generation(
+        model=str(side["model"]),
+        prompt=str(side["prompt"]),
+        tokens_in=int(side["tokens_in"]),
+        tokens_out=int(side["tokens_out"]),
+        seconds=float(side["seconds"]),
+        finish_reason=_finish_reason(side["finish_reason"]),
+    )
+
+
+def _retry_answer(path: Path, entry: dict[str, Any]) -> Answer:
+    """One saved retry answer; InputError when its file is gone (render would not read the page as converted)."""
+    generation = _generation(entry)
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise InputError(f"{path}: a retry answer the sidecar lists cannot be read ({exc.strerror or exc})") from None
+    if generation is None:
+        raise InputError(f"{path}: its entry in the sidecar has no generation record")
+    return Answer(text, generation)
 
 
 # What an input file starts with, for a file given to `render` that is no model answer.
@@ -374,14 +404,7 @@ def render(
         raw = load_raw(path)
         source = source or raw.source
         size = page_size or raw.page_size
-        page = build_page(
-            number=raw.number or index,
-            raw=raw.text,
-            image_size=image_size or raw.image_size,
-            page_size=_turned_size(*size, raw.rotation) if size else None,
-            unit=page_unit if page_size else raw.unit,
-            generation=raw.generation,
-        )
+        page = _rendered_page(raw, index, image_size or raw.image_size, size, page_unit if page_size else raw.unit)
         if raw.rotation and size and (image_size or raw.image_size):  # mapped: boxes back onto the displayed page
             page = _on_displayed_page(page, raw.rotation, *size)
         pages.append(page)
@@ -394,6 +417,28 @@ def render(
     }
     document = Document(source=source or (str(paths[0]) if paths else ""), pages=tuple(pages), metadata=metadata)
     return assemble(document, assemble_options)
+
+
+def _rendered_page(
+    raw: RawPage, index: int, image_size: tuple[int, int] | None, size: tuple[float, float] | None, unit: Unit
+) -> Page:
+    """A saved answer read as the conversion read it: with its retries replayed through the ladder, when kept."""
+    page_size = _turned_size(*size, raw.rotation) if size else None
+
+    def build(text: str, generation: Generation | None, img: Any, pts: Any) -> Page:
+        return build_page(
+            number=raw.number or index, raw=text, image_size=img, page_size=pts, unit=unit, generation=generation
+        )
+
+    page = build(raw.text, raw.generation, image_size, page_size)
+    if not raw.retries or raw.generation is None or image_size is None or page_size is None:
+        return page
+    replay = ReplayEngine(raw.retries, raw.generation.model)
+    placeholder = Image.new("L", image_size)  # only its size is read: the answers are saved
+    return recover_page(
+        replay, placeholder, page_size, page, lambda ans, img, pts: build(ans.text, ans.generation, img, pts),
+        max_new_tokens=raw.max_new_tokens, budget=Budget(len(raw.retries), None),
+    )  # fmt: skip
 
 
 def load_document(path: Path) -> Document:

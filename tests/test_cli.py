@@ -314,3 +314,25 @@ def test_one_input_into_an_output_folder_takes_its_name(
     code, _, err = run_cli([str(SAMPLE), "-o", folder, "--to", "json", "--model", str(tiny_model_dir), *TINY], capsys)
     assert code == 0, err
     assert json.loads((written.parent / "report.json").read_text())["pages"][0]["number"] == 1
+
+
+def test_keep_raw_keeps_every_attempt_and_render_of_the_folder_gives_the_same_document(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    # The tiny model always runs to the token limit: the truncation ladder runs (more tokens, then bands).
+    args = [str(SAMPLE), "--model", str(tiny_model_dir), *TINY[:-3], "--max-retries", "2", "-q"]
+    code, converted, err = run_cli([*args, "--keep-raw", "raw"], capsys)
+    assert code == 0, err
+    names = sorted(p.name for p in (tmp_path / "raw").iterdir())
+    assert "report.page-0001.retry-1.html" in names, names
+    assert any(".retry-2.band-" in n for n in names), names
+    side = json.loads((tmp_path / "raw" / "report.page-0001.json").read_text())
+    assert [len(call) for call in side["retries"]] == [1, 3]
+    everything = sorted(glob.glob("raw/*"))  # answers, sidecars and retries, as a shell glob gives them
+    code, rendered, err = run_cli(["render", *everything, "-q"], capsys)
+    assert code == 0, err
+    assert rendered == converted
+    code, _, err = run_cli(["render", "raw/report.page-0001.json"], capsys)
+    assert code == 2 and "--keep-raw sidecar" in err and "schema_version" not in err
+    assert_one_line_error(err)
