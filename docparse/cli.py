@@ -383,8 +383,14 @@ def convert(
         typer.Option("--password", envvar="DOCPARSE_PASSWORD", help="Password of an encrypted PDF."),
     ] = None,
     model: Annotated[
-        str, typer.Option("--model", help="Hugging Face model id, or a local checkpoint folder.")
-    ] = DEFAULT_MODEL,
+        str | None,
+        typer.Option(
+            "--model",
+            help="Hugging Face model id, or a local checkpoint folder (--engine openai: the server's model; "
+            "default there: the one it serves).",
+            show_default=DEFAULT_MODEL,
+        ),
+    ] = None,
     revision: Annotated[
         str | None, typer.Option("--revision", help="Model revision (branch, tag or commit) on the hub.")
     ] = None,
@@ -646,6 +652,9 @@ class BatchRun:
             self.engines.append(open_engine(self.options))
             ready = f"model ready in {time.monotonic() - started:.1f} s, batch size {self.engines[0].batch_size}"
             self.display.info(ready)
+            served = self.engines[0].model_id
+            if self.options.server.pick_single and served != self.options.model.model:
+                self.display.info(f"no --model given: using {served}, the one model the server serves")
         return self.engines[0]
 
     def _failure(self) -> None:
