@@ -42,6 +42,8 @@ class RasterOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     pages: tuple[tuple[int, int | None], ...] | None = None
     password: str | None = None
+    # In a batch, `pages` applies to each file: pages a file lacks are skipped with a warning, not an error.
+    skip_missing_pages: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +236,8 @@ def server_options(
             if value is not None
         ]
         if given:
-            raise UsageError(f"{', '.join(given)} only apply to --engine openai")
+            verb = "applies" if len(given) == 1 else "apply"
+            raise UsageError(f"{', '.join(given)} only {verb} to --engine openai")
         return ServerOptions()
     if engine != "openai":
         raise UsageError(f"unknown engine {engine!r}: use transformers or openai")

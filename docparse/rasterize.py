@@ -67,17 +67,38 @@ def parse_pages(spec: str) -> tuple[tuple[int, int | None], ...]:
     return tuple(ranges)
 
 
-def select_pages(ranges: tuple[tuple[int, int | None], ...] | None, count: int, source: str) -> list[int]:
-    """The 1-based page numbers the ranges pick from a document of `count` pages, in order, once each."""
+def select_pages(
+    ranges: tuple[tuple[int, int | None], ...] | None, count: int, source: str, skip_missing: bool = False
+) -> list[int]:
+    """The 1-based page numbers the ranges pick from a document of `count` pages, in order, once each.
+
+    A page past the end is a UsageError, or with `skip_missing` left out (InputError when none is left)."""
     if ranges is None:
         return list(range(1, count + 1))
     chosen: list[int] = []
     for start, end in ranges:
         last = count if end is None else end
-        if start > count or last > count:
-            raise UsageError(f"--pages asks for page {max(start, last)} but {source} has {count} page(s)")
+        if skip_missing:
+            last = min(last, count)
+        elif start > count or last > count:
+            raise UsageError(f"--pages asks for page {max(start, last)} but {source} has {_pages(count)}")
         chosen.extend(n for n in range(start, last + 1) if n not in chosen)
+    if not chosen:
+        raise InputError(f"{source} has {_pages(count)}: none of the pages asked for with --pages")
     return chosen
+
+
+def _pages(count: int) -> str:
+    return f"{count} page" + ("" if count == 1 else "s")
+
+
+def missing_pages_note(ranges: tuple[tuple[int, int | None], ...] | None, count: int) -> str | None:
+    """The warning for pages --pages asks for that a file of `count` pages lacks, or None."""
+    asked = [(s, e) for s, e in ranges or () if (e if e is not None else s) > count]
+    if not asked:
+        return None
+    spans = ",".join(str(s) if s == e else f"{s}-{'' if e is None else e}" for s, e in asked)
+    return f"it has {_pages(count)}: --pages {spans} skipped where past its end"
 
 
 def detect_kind(path: Path) -> Kind:
@@ -118,7 +139,9 @@ class InputDocument:
         if count < 1:
             raise InputError(f"{path} has no pages")
         self.page_count = count
-        self.page_numbers = select_pages(options.pages, count, str(path))
+        self.page_numbers = select_pages(options.pages, count, str(path), options.skip_missing_pages)
+        note = missing_pages_note(options.pages, count) if options.skip_missing_pages else None
+        self.notes: tuple[str, ...] = (note,) if note else ()
 
     def pages(self) -> Iterator[PageImage]:
         """Render the selected pages lazily: only one page's pixels are held at a time."""

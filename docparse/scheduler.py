@@ -46,6 +46,7 @@ class FileStarted:
     index: int
     source: str
     pages: int
+    warnings: tuple[str, ...] = ()  # about the file as a whole (e.g. pages --pages asks for that it lacks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +154,7 @@ class _Doc:
     page_count: int
     numbers: list[int]
     started: float
+    notes: tuple[str, ...] = ()
     pages: dict[int, Page] = field(default_factory=dict)
     models: set[str] = field(default_factory=set)
 
@@ -224,7 +226,7 @@ def run_batch(
                     except OSError as exc:  # gone or unreadable since it was opened
                         put(("failed", index, InputError(f"{path}: cannot read ({exc.strerror or exc})"), started))
                         continue
-                    put(("open", _Doc(index, path, sha, doc.page_count, list(doc.page_numbers), started)))
+                    put(("open", _Doc(index, path, sha, doc.page_count, list(doc.page_numbers), started, doc.notes)))
                     for number in doc.page_numbers:
                         if halt.is_set():
                             break
@@ -361,7 +363,7 @@ def run_batch(
             elif kind == "open":
                 doc = item[1]
                 docs[doc.index] = doc
-                emit(FileStarted(doc.index, str(doc.path), len(doc.numbers)))
+                emit(FileStarted(doc.index, str(doc.path), len(doc.numbers), doc.notes))
             elif kind == "end":
                 listed.add(item[1])
                 if complete(item[1]):

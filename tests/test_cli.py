@@ -336,3 +336,64 @@ def test_keep_raw_keeps_every_attempt_and_render_of_the_folder_gives_the_same_do
     code, _, err = run_cli(["render", "raw/report.page-0001.json"], capsys)
     assert code == 2 and "--keep-raw sidecar" in err and "schema_version" not in err
     assert_one_line_error(err)
+
+
+def _pdf(path: Path, pages: int) -> Path:
+    import pymupdf
+
+    doc = pymupdf.open()
+    for n in range(pages):
+        doc.new_page(width=300, height=400).insert_text((40, 60), f"Page {n + 1} of {path.stem}", fontsize=14)
+    doc.save(path)
+    doc.close()
+    return path
+
+
+def test_pages_in_a_batch_apply_to_each_file_and_skip_what_a_file_lacks(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    _pdf(docs / "a.pdf", 2), _pdf(docs / "b.pdf", 3), _pdf(docs / "c.pdf", 1)
+    out = tmp_path / "out"
+    args = [str(docs), "-o", str(out), "--pages", "2-3", "--to", "json", "--model", str(tiny_model_dir), *TINY]
+    code, _, err = run_cli(args, capsys)
+    assert code == 1, err  # c.pdf has none of the pages: reported, the rest converted
+    assert [p["number"] for p in json.loads((out / "a.json").read_text())["pages"]] == [2]
+    assert [p["number"] for p in json.loads((out / "b.json").read_text())["pages"]] == [2, 3]
+    assert not (out / "c.json").exists()
+    warnings = [line for line in err.splitlines() if "warning" in line and "--pages" in line]
+    assert warnings == [f"docparse: warning: {docs / 'a.pdf'}: it has 2 pages: --pages 2-3 skipped where past its end"]
+    assert f"error: {docs / 'c.pdf'} has 1 page: none of the pages asked for with --pages" in err
+    # One file keeps the strict check.
+    code, _, err = run_cli([str(docs / "a.pdf"), "--pages", "2-3", "--model", str(tiny_model_dir), *TINY], capsys)
+    assert code == 2 and "has 2 pages" in err
+
+
+@pytest.mark.parametrize("command", [[], ["render"]])
+def test_help_groups_options_in_panels_with_plain_metavars(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from docparse.cli_help import PANELS
+
+    code, out, _ = run_cli([*command, "--help"], capsys)
+    assert code == 0
+    headings = [line.rstrip(":") for line in out.splitlines() if line and not line[0].isspace() and line.endswith(":")]
+    assert headings[0] == "Arguments" and set(headings[1:]) <= set(PANELS), headings
+    assert headings[1:] == [p for p in PANELS if p in headings], "panels out of order"
+    assert not re.search(r"<(list\[|str>|path>|int>|float>|[a-z_]+\|)", out), "a typer metavar such as <list[Path]>"
+    assert "Usage: docparse" in out and "{" not in out.splitlines()[0]
+    app = render_app if command else convert_app
+    for param in typer.main.get_command(app).params:
+        if isinstance(param, typer.core.TyperOption):
+            assert param.rich_help_panel in PANELS, param.name
+
+
+def test_wording_of_counts_and_options(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli([str(SAMPLE), "--api-base", "http://x/v1"], capsys)
+    assert code == 2 and "--api-base only applies to --engine openai" in err
+    from docparse.cli import plural, summary_line
+
+    assert plural(1, "page") == "1 page" and plural(2, "file") == "2 files"
+    totals = {"converted": 1, "files": 1, "failed": 0, "pages": 1, "pages_failed": 0, "pages_cached": 0}
+    assert summary_line({**totals, "model_calls": 1}).startswith("done: 1 of 1 file converted; 1 page (")

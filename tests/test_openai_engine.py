@@ -365,7 +365,8 @@ def test_cli_api_base_without_v1_says_so(png_input: Path, capsys: pytest.Capture
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--api-base", "http://x/v1"], "only apply to --engine openai"),
+        (["--api-base", "http://x/v1"], "--api-base only applies to --engine openai"),
+        (["--api-base", "http://x/v1", "--served-model", "m"], "--api-base, --served-model only apply to"),
         (["--engine", "openai"], "needs --api-base"),
         (["--engine", "openai", "--api-base", "localhost:8000"], "http(s) address"),
         (["--engine", "vllm"], "--engine"),
