@@ -750,6 +750,7 @@ class BatchRun:
         self.report = Report([(str(j.source), str(j.output) if j.output else None) for j in jobs])
         self.stop = threading.Event()
         self.interrupted = False
+        self.loading = False
         self.failed = 0
         self.single: Document | None = None
         self.single_error: DocparseError | None = None
@@ -773,7 +774,11 @@ class BatchRun:
             else:
                 self.display.info(f"loading {self.options.model.model} ...")
             started = time.monotonic()
-            self.engines.append(open_engine(self.options))
+            self.loading = True  # nothing is in flight yet: Ctrl-C stops at once
+            try:
+                self.engines.append(open_engine(self.options))
+            finally:
+                self.loading = False
             ready = f"model ready in {time.monotonic() - started:.1f} s, batch size {self.engines[0].batch_size}"
             self.display.info(ready)
             served = self.engines[0].model_id
@@ -848,7 +853,7 @@ class BatchRun:
             self._failure()
 
     def _on_sigint(self, _signum: int, _frame: object) -> None:
-        if self.stop.is_set() and self.interrupted:
+        if (self.stop.is_set() and self.interrupted) or self.loading:
             raise KeyboardInterrupt
         self.interrupted = True
         self.stop.set()

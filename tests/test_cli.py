@@ -397,3 +397,32 @@ def test_wording_of_counts_and_options(capsys: pytest.CaptureFixture[str]) -> No
     assert plural(1, "page") == "1 page" and plural(2, "file") == "2 files"
     totals = {"converted": 1, "files": 1, "failed": 0, "pages": 1, "pages_failed": 0, "pages_cached": 0}
     assert summary_line({**totals, "model_calls": 1}).startswith("done: 1 of 1 file converted; 1 page (")
+
+
+def test_ctrl_c_while_the_engine_opens_stops_at_once(tmp_path: Path) -> None:
+    import signal
+    import socket
+
+    # A server that accepts the connection and never answers: opening the engine waits (up to 10 s).
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        api = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "docparse", str(SAMPLE), "--engine", "openai", "--api-base", api],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        assert proc.stderr is not None
+        assert "connecting to" in proc.stderr.readline()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        proc.wait(timeout=30)
+        waited = time.monotonic() - sent
+        rest = proc.stderr.read()
+    assert proc.returncode == 130, rest
+    assert waited < 3, f"took {waited:.1f} s to stop"
+    assert "finishing the pages in flight" not in rest and "error" not in rest
+    assert rest.strip() == "docparse: interrupted"
