@@ -23,7 +23,7 @@ from docparse.keepraw import RecordingEngine, ReplayEngine, generation_record, r
 from docparse.pageprep import unturn
 from docparse.qwenvl import read_answer
 from docparse.rasterize import PageImage
-from docparse.recover import Budget, recover_page
+from docparse.recover import Budget, read_bands, recover_page
 from docparse.repetition import collapse_blocks
 
 
@@ -220,6 +220,25 @@ def page_from_answer(engine: Engine, image: PageImage, answer: Answer, options: 
     if options.keep_raw is not None and recorder is not None and recorder.calls:
         save_raw(options.keep_raw, image, answer, options, recorder.calls)  # every attempt, for `render`
     return _on_displayed_page(page, image.turn, image.width, image.height, image.notes)
+
+
+def page_from_bands(engine: Engine, image: PageImage, options: ConvertOptions) -> Page:
+    """A page too tall for the model (docparse.tallpage), read in bands in one call and stitched."""
+    from docparse.engines.base import GenerationSettings
+    from docparse.tallpage import tall_rows
+
+    def build(ans: Answer, image_size: tuple[int, int], page_size: tuple[float, float]) -> Page:
+        return build_page(number=image.number, raw=ans.text, image_size=image_size, page_size=page_size,
+                          unit=image.unit, generation=ans.generation)  # fmt: skip
+
+    rows = tall_rows(image.image.size, options.raster.min_pixels, options.raster.max_pixels)
+    settings = GenerationSettings(time_limit=options.page_timeout)
+    page = read_bands(engine, image.image, (image.width, image.height), rows, settings, build, image.number)
+    note = (
+        f"the page is {image.height / image.width:.0f} times as tall as wide (the model takes up to 200): "
+        f"read in {len(rows)} bands, stitched (no retries)"
+    )
+    return replace(page, attempts=1, warnings=(note, *page.warnings), rotation=0)
 
 
 def raw_path(directory: Path, source: str, number: int) -> Path:

@@ -17,7 +17,8 @@ from docparse.config import RasterOptions
 from docparse.document import Unit
 from docparse.errors import InputError, PasswordError, UsageError
 from docparse.pageprep import is_blank, raster_orientation, text_turn, turn_image, upside_down
-from docparse.prompt import NOMINAL_DPI, smart_resize
+from docparse.prompt import MAX_ASPECT_RATIO, NOMINAL_DPI, smart_resize
+from docparse.tallpage import is_tall, tall_size
 
 Kind = Literal["pdf", "image"]
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
@@ -215,6 +216,8 @@ def target_size(width: float, height: float, unit: Unit, options: RasterOptions)
             options.max_pixels,
         )
     except ValueError as exc:
+        if width > 0 and height * scale > MAX_ASPECT_RATIO * width * scale:  # too tall: read in bands
+            return tall_size(width * scale, height * scale, options.min_pixels, options.max_pixels)
         raise InputError(f"page of {width:g}x{height:g} {unit} cannot be fed to the model: {exc}") from None
     return w, h
 
@@ -276,6 +279,8 @@ def _prepared(image: PageImage, directions: list[tuple[float, float, int]]) -> P
     """
     has_text = bool(directions) or image.has_text
     notes: list[str] = []
+    if is_tall(image.image.size):  # read in bands from the top down, as displayed
+        return dataclasses.replace(image, has_text=has_text, blank=not has_text and is_blank(image.image, False))
     if has_text:
         turn = text_turn(directions) or 0
     elif is_blank(image.image, has_text=False):

@@ -338,12 +338,15 @@ def test_keep_raw_keeps_every_attempt_and_render_of_the_folder_gives_the_same_do
     assert_one_line_error(err)
 
 
-def _pdf(path: Path, pages: int) -> Path:
+def _pdf(path: Path, pages: int, size: tuple[float, float] = (300, 400), fontsize: float = 14) -> Path:
+    """A PDF of `pages` pages of `size` points, a line of text every 100 pt down each."""
     import pymupdf
 
     doc = pymupdf.open()
     for n in range(pages):
-        doc.new_page(width=300, height=400).insert_text((40, 60), f"Page {n + 1} of {path.stem}", fontsize=14)
+        page = doc.new_page(width=size[0], height=size[1])
+        for top in range(0, int(size[1]), 100):
+            page.insert_text((size[0] / 10, top + 20), f"{n + 1}", fontsize=fontsize)
     doc.save(path)
     doc.close()
     return path
@@ -426,3 +429,54 @@ def test_ctrl_c_while_the_engine_opens_stops_at_once(tmp_path: Path) -> None:
     assert waited < 3, f"took {waited:.1f} s to stop"
     assert "finishing the pages in flight" not in rest and "error" not in rest
     assert rest.strip() == "docparse: interrupted"
+
+
+def _tall_pdf(path: Path) -> Path:
+    """A 5 x 2000 pt page (a till receipt): sides 400 times apart, twice what the model takes."""
+    return _pdf(path, 1, (5, 2000), fontsize=4)
+
+
+def test_a_page_too_tall_for_the_model_is_read_in_bands(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from docparse.prompt import MAX_ASPECT_RATIO
+
+    pdf = _tall_pdf(tmp_path / "receipt.pdf")
+    code, out, err = run_cli([str(pdf), "--to", "json", "--model", str(tiny_model_dir), *TINY], capsys)
+    assert code == 0, err
+    page = json.loads(out)["pages"][0]
+    assert (page["width"], page["height"], page["unit"]) == (5, 2000, "pt")
+    width, height = page["image_size"]
+    assert width % 28 == 0 and height % 28 == 0 and height > MAX_ASPECT_RATIO * width
+    assert page["status"] != "failed" and page["generation"]["tokens_out"] > 0
+    assert any("times as tall as wide" in w and "bands" in w for w in page["warnings"]), page["warnings"]
+    report = tmp_path / "report.json"
+    code, again, err = run_cli(
+        [str(pdf), "--to", "json", "--model", str(tiny_model_dir), *TINY, "--report", str(report)], capsys
+    )
+    assert code == 0 and json.loads(again)["pages"][0]["blocks"] == page["blocks"], err
+    assert json.loads(report.read_text())["totals"]["model_calls"] == 0  # every band's answer came from the cache
+
+
+def test_bands_of_a_tall_page_map_their_boxes_back_onto_the_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from docparse.prompt import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+    from docparse.tallpage import tall_rows
+    from tests.fake_openai import FakeServer, fake_server
+
+    pdf = _tall_pdf(tmp_path / "receipt.pdf")
+    server = FakeServer()  # answers each image with a paragraph over the left half of its top quarter
+    with fake_server(server) as address:
+        args = [str(pdf), "--to", "json", "--engine", "openai", "--api-base", address, "--served-model", "tiny", "-q"]
+        code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    page = json.loads(out)["pages"][0]
+    rows = tall_rows(tuple(page["image_size"]), DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS)
+    assert len(rows) >= 3
+    sizes = [seen.size for seen in server.seen if seen.size is not None and seen.body and seen.body["max_tokens"] > 1]
+    assert sizes == [(page["image_size"][0], bottom - top) for top, bottom in rows]  # each band exactly as cut
+    scale = 2000 / page["image_size"][1]
+    boxes = [b["box"] for b in page["blocks"]]
+    expected = [[0, top * scale, 2.5, (top + (bottom - top) // 4) * scale] for top, bottom in rows]
+    assert boxes == [pytest.approx(e, abs=0.05) for e in expected]
