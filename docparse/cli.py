@@ -764,11 +764,9 @@ class BatchRun:
             from docparse.engines import open_engine
 
             if self.options.engine == "transformers" and (self.quiet or not sys.stderr.isatty()):
-                # Download and weight-loading bars are for a person at a terminal, not for logs.
-                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-                from transformers.utils import logging as hf_logging
+                from docparse.api import quiet_loading
 
-                hf_logging.disable_progress_bar()
+                quiet_loading()  # download and weight-loading bars are for a person at a terminal, not for logs
             if self.options.engine == "openai":
                 self.display.info(f"connecting to {self.options.server.api_base} ...")
             else:
