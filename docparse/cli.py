@@ -169,7 +169,7 @@ OnlineAssetsOption = Annotated[
 ]
 
 convert_app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (of the convert command's options)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -439,6 +439,7 @@ def convert(
         str | None,
         typer.Option(
             "--model",
+            envvar="DOCPARSE_MODEL",
             help="Hugging Face model id, or a local checkpoint folder (--engine openai: the server's model; "
             "default there: the one it serves).",
             show_default=DEFAULT_MODEL,
@@ -588,6 +589,7 @@ def convert(
         EngineKind,
         typer.Option(
             "--engine",
+            envvar="DOCPARSE_ENGINE",
             help="Where the model runs: transformers (here) or openai (an OpenAI-compatible server: vLLM, SGLang).",
             rich_help_panel=PANEL_MODEL,
         ),
@@ -596,6 +598,7 @@ def convert(
         str | None,
         typer.Option(
             "--api-base",
+            envvar="DOCPARSE_API_BASE",
             help="--engine openai: the server's API address, e.g. http://host:8000/v1.",
             rich_help_panel=PANEL_ENGINE,
         ),
@@ -1090,13 +1093,16 @@ def _fail(message: str, code: int) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: dispatch `render` or the default convert command; turn every error into an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    subcommands = {"render": render_app, "cache": cache_app}
+    from docparse.cli_config import config_app, default_map, schema_app
+
+    subcommands = {"render": render_app, "cache": cache_app, "config": config_app, "schema": schema_app}
     if args[:1] and args[0] in subcommands:
-        app, prog, args = subcommands[args[0]], f"docparse {args[0]}", args[1:]
+        name, app, prog, args = args[0], subcommands[args[0]], f"docparse {args[0]}", args[1:]
     else:
-        app, prog = convert_app, "docparse"
+        name, app, prog = "convert", convert_app, "docparse"
     try:
-        result = app(args=args, prog_name=prog, standalone_mode=False)
+        defaults = default_map(name) if name in ("convert", "render", "cache") else {}
+        result = app(args=args, prog_name=prog, standalone_mode=False, default_map=defaults)
     except DocparseError as exc:
         _fail(str(exc), exc.exit_code)
     except typer.Exit as exc:

@@ -35,6 +35,7 @@ METAVARS = {
 }
 _TYPE_NAMES = {"str": "TEXT", "path": "PATH", "int": "N", "float": "NUMBER", "file": "PATH",
                "int range": "N", "float range": "NUMBER"}  # fmt: skip
+_GENERAL = ("help", "install_completion", "show_completion")  # click's and typer's own options
 _TYPE = re.compile(r"<(?:list\[)?([^<>\[\]]+)\]?>")
 
 
@@ -74,7 +75,7 @@ class PanelCommand(TyperCommand):
                 args.append((name + ("..." if param.nargs != 1 else ""), record[1]))
                 continue
             option = max(param.opts, key=len) if param.opts else None
-            panel = getattr(param, "rich_help_panel", None) or (PANEL_GENERAL if param.name == "help" else "Options")
+            panel = getattr(param, "rich_help_panel", None) or (PANEL_GENERAL if param.name in _GENERAL else "Options")
             panels.setdefault(panel, []).append((plain_metavar(record[0], option), record[1]))
         if args:
             with formatter.section("Arguments"):
