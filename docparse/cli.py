@@ -726,6 +726,10 @@ def convert(
 
 
 REPORT_EVERY = 10.0  # seconds between rewrites of --report while a batch runs
+CPU_HINT = (
+    "on a CPU a page takes minutes (the 3B model: about 7 before its first token, then about 1 s a token) and "
+    "nothing bounds it: try --page-timeout 900 --max-new-tokens 2048 --max-pixels 602112 (README: Quick start)"
+)
 
 
 class BatchRun:
@@ -782,6 +786,8 @@ class BatchRun:
                 self.loading = False
             ready = f"model ready in {time.monotonic() - started:.1f} s, batch size {self.engines[0].batch_size}"
             self.display.info(ready)
+            if getattr(self.engines[0], "device", None) == "cpu" and self.options.page_timeout is None:
+                self.display.info(CPU_HINT)
             served = self.engines[0].model_id
             if self.options.server.pick_single and served != self.options.model.model:
                 self.display.info(f"no --model given: using {served}, the one model the server serves")

@@ -488,3 +488,33 @@ def test_bands_of_a_tall_page_map_their_boxes_back_onto_the_page(
     boxes = [b["box"] for b in page["blocks"]]
     expected = [[0, top * scale, 2.5, (top + (bottom - top) // 4) * scale] for top, bottom in rows]
     assert boxes == [pytest.approx(e, abs=0.05) for e in expected]
+
+
+def test_a_cpu_run_without_bounds_says_how_to_bound_it(
+    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [str(SAMPLE), "--model", str(tiny_model_dir), *TINY[:-1]]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0 and "on a CPU a page takes minutes" in err and "--page-timeout" in err, err
+    code, _, err = run_cli([*args, "--page-timeout", "600"], capsys)
+    assert code == 0 and "on a CPU a page takes minutes" not in err
+
+
+def test_ci_runs_the_readme_install_and_test_commands() -> None:
+    def block(name: str) -> list[str]:
+        proc = subprocess.run([str(REPO / ".ci" / "readme-commands"), name], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.splitlines()
+
+    readme = (REPO / "README.md").read_text()
+    cpu = block("install-cpu")
+    assert cpu[0] == "python3 -m venv .venv" and cpu[-1] == ".venv/bin/pip install ."
+    assert any("torch" in line and "--index-url https://download.pytorch.org/whl/cpu" in line for line in cpu)
+    assert readme.index("<!-- ci: install-cpu -->") < readme.index("## Quick start")  # install comes first
+    assert block("test") == [".venv/bin/python -m pytest"]
+    ci = (REPO / ".ci" / "run").read_text()
+    for name in ("install-cpu", "install-dev", "test"):
+        assert f'"$(.ci/readme-commands {name})"' in ci, name
+    assert ".venv/bin/python -m pip install -q torch" not in ci  # the main venv gets torch only as the README says
+    missing = subprocess.run([str(REPO / ".ci" / "readme-commands"), "no-such-block"], capture_output=True, text=True)
+    assert missing.returncode != 0 and "no README block" in missing.stderr
