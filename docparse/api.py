@@ -2,49 +2,134 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import os
+import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
-from docparse.config import Format, Images, WriteOptions, convert_options
+from docparse.config import Attn, Device, DType, Format, Images, WriteOptions, convert_options
 from docparse.document import Document
 from docparse.engines.base import Engine
+from docparse.errors import DocparseError
+
+
+class ConvertKeywords(TypedDict, total=False):
+    """The options of `convert`, by the names docparse.config.convert_options gives them (the CLI's, in
+    Python form: `--max-new-tokens` is max_new_tokens, `--no-merge` is merge=False)."""
+
+    pages: str | None
+    password: str | None
+    min_pixels: int
+    max_pixels: int
+    model: str | None
+    revision: str | None
+    device: Device
+    dtype: DType
+    attn: Attn
+    max_new_tokens: int
+    prompt: str
+    system_prompt: str
+    batch_size: int | None
+    merge: bool
+    keep_raw: Path | None
+    max_retries: int
+    page_timeout: float | None
+    api_base: str | None
+    api_key_env: str | None
+    served_model: str | None
+    concurrency: int
+    timeout: float
+
+
+def option_names() -> list[str]:
+    """What `convert` takes besides its own arguments: convert_options' parameters (less `engine`)."""
+    return [name for name in inspect.signature(convert_options).parameters if name != "engine"]
+
+
+def _check_names(given: dict[str, Any]) -> None:
+    known = option_names()
+    for name in given:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; it takes: {', '.join(known)}"
+            raise TypeError(f"docparse.convert() got an unknown option {name!r}{hint}")
+
+
+# A flag, with the placeholder (PATH, URL) or engine kind that may follow it.
+_FLAG = re.compile(r"--([a-z][a-z0-9-]*)(?: (?P<arg>[A-Z]+\b|openai\b|transformers\b))?")
+
+
+def in_python_terms(exc: DocparseError) -> DocparseError:
+    """The same error with the command line's flags named as convert's keywords ("--pages" -> "pages=")."""
+    known = {*option_names(), "engine"}
+
+    def name(m: re.Match[str]) -> str:
+        key, arg = m.group(1).replace("-", "_"), m.group("arg")
+        if key == "no_merge":
+            return "merge=False"
+        if key not in known:
+            return m.group(0)
+        return f"{key}=" + ("" if arg is None else arg if arg.isupper() else repr(arg))
+
+    text = _FLAG.sub(name, str(exc))
+    if text == str(exc):
+        return exc
+    return type(exc)(text)
+
+
+def quiet_loading() -> None:
+    """No download or weight-loading bars from Hugging Face libraries (for logs, -q, and the Python API)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def convert(
     path: str | Path,
     *,
-    engine: Engine | str | None = None,
+    engine: Engine | Literal["transformers", "openai"] | None = None,
     progress: Callable[[Any], None] | None = None,
     cache_dir: str | Path | None = None,
-    **options: Any,
+    quiet: bool = True,
+    **options: Unpack[ConvertKeywords],
 ) -> Document:
     """Convert one PDF or image file into a Document, as `docparse PATH` does.
 
     `options` are the command line's options by their Python names (`pages="1-3"`, `model=...`,
     `device="cuda"`, `max_pixels=...`, `merge=False`, `keep_raw=Path(...)`, `api_base=...`; see
-    docparse.config.convert_options), turned into the same option records. `engine` is an engine
-    kind as --engine takes it ("transformers", "openai"), or an Engine object. Without an Engine
-    object the engine is opened (and closed afterwards) only once the input has opened; an engine
-    you pass is left open, so one loaded model can serve many files. Raises docparse.errors.DocparseError
-    subclasses (UsageError, InputError, ModelUnavailableError); a page the engine fails on becomes a
-    page with status "failed" instead. With `cache_dir`, model answers are read from and stored in
-    that page cache (as the command line does by default), so converting again makes no model call.
+    ConvertKeywords), turned into the same option records; an unknown name is a TypeError that names
+    the closest one. `engine` is an engine kind as --engine takes it ("transformers", "openai"), or an
+    Engine object. Without an Engine object the engine is opened (and closed afterwards) only once the
+    input has opened; an engine you pass is left open, so one loaded model can serve many files. Raises
+    docparse.errors.DocparseError subclasses (UsageError, InputError, ModelUnavailableError), worded with
+    these keywords (`pages=`, not `--pages`); a page the engine fails on becomes a page with status
+    "failed" instead. With `cache_dir`, model answers are read from and stored in that page cache (as the
+    command line does by default), so converting again makes no model call. `quiet` (the default) keeps
+    the Hugging Face download and loading bars off stderr.
     """
     from docparse.pipeline import convert as run
 
-    if isinstance(engine, str):  # an engine kind, as --engine takes it
-        options["engine"] = engine
-        engine = None
-    records = convert_options(**options)
+    _check_names(dict(options))
+    kind = engine if isinstance(engine, str) else "transformers"
+    given = engine if not isinstance(engine, str) else None
+    try:
+        records = convert_options(engine=kind, **options)
+    except DocparseError as exc:
+        raise in_python_terms(exc) from None
     loaded: list[Engine] = []
 
     def get_engine() -> Engine:
-        if engine is not None:
-            return engine
+        if given is not None:
+            return given
         if not loaded:
             from docparse.engines import open_engine
 
+            if quiet and records.engine == "transformers":
+                quiet_loading()
             loaded.append(open_engine(records))
         return loaded[0]
 
@@ -53,6 +138,8 @@ def convert(
     cache = PageCache(Path(cache_dir)) if cache_dir is not None else None
     try:
         return run(Path(path), records, get_engine, progress=progress, cache=cache)
+    except DocparseError as exc:
+        raise in_python_terms(exc) from None
     finally:
         for own in loaded:
             own.close()

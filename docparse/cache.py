@@ -47,6 +47,8 @@ def model_identity(options: ConvertOptions) -> dict[str, Any]:
     The engine kind is part of it: two engines' kernels do not give byte-identical answers."""
     m = options.model
     if options.engine == "openai":
+        if options.server.pick_single:  # the one model the server serves, whichever name it has
+            return {"engine": "openai", "model": None, "server": options.server.api_base}
         return {"engine": "openai", "model": options.server.served_model or m.model}
     return {"engine": options.engine, "model": m.model, "revision": m.revision, "dtype": m.dtype}
 

@@ -11,6 +11,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from glob import escape as glob_escape
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -32,6 +33,16 @@ from rich.text import Text
 from docparse import __version__
 from docparse.agreement import layer_warnings
 from docparse.cache import PageCache
+from docparse.cli_help import (
+    PANEL_BATCH,
+    PANEL_ENGINE,
+    PANEL_GENERAL,
+    PANEL_INPUT,
+    PANEL_MODEL,
+    PANEL_OUTPUT,
+    PANEL_RETRIES,
+    PanelCommand,
+)
 from docparse.config import (
     DEFAULT_CONCURRENCY,
     DEFAULT_TIMEOUT,
@@ -94,27 +105,49 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 # Options both commands take, declared once.
 OutputOption = Annotated[
     Path | None,
-    typer.Option("--output", "-o", help="Output file (format from its extension); '-' or none: stdout."),
+    typer.Option(
+        "--output",
+        "-o",
+        help="Output file (format from its extension); '-' or none: stdout.",
+        rich_help_panel=PANEL_OUTPUT,
+    ),
 ]
 KeepFurnitureOption = Annotated[
     bool,
     typer.Option(
         "--keep-furniture",
         help="Keep running headers, footers and page numbers in Markdown and HTML (JSON always has them).",
+        rich_help_panel=PANEL_OUTPUT,
     ),
 ]
 NoMergeOption = Annotated[
     bool,
-    typer.Option("--no-merge", help="Do not join paragraphs and tables that a page break cut in two."),
+    typer.Option(
+        "--no-merge",
+        help="Do not join paragraphs and tables that a page break cut in two.",
+        rich_help_panel=PANEL_OUTPUT,
+    ),
 ]
 PageMarkersOption = Annotated[
-    bool, typer.Option("--page-markers", help="Mark where each page starts in Markdown: <!-- page N -->.")
+    bool,
+    typer.Option(
+        "--page-markers", help="Mark where each page starts in Markdown: <!-- page N -->.", rich_help_panel=PANEL_OUTPUT
+    ),
 ]
 PageBreaksOption = Annotated[
-    bool, typer.Option("--page-breaks", help="Show a visible break between pages in HTML (a new page in print).")
+    bool,
+    typer.Option(
+        "--page-breaks",
+        help="Show a visible break between pages in HTML (a new page in print).",
+        rich_help_panel=PANEL_OUTPUT,
+    ),
 ]
-ToOption = Annotated[Format | None, typer.Option("--to", help="Output format (default: from -o, else md).")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.")]
+ToOption = Annotated[
+    Format | None, typer.Option("--to", help="Output format (default: from -o, else md).", rich_help_panel=PANEL_OUTPUT)
+]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print only warnings and errors.", rich_help_panel=PANEL_GENERAL)
+]
 ImagesOption = Annotated[
     Images | None,
     typer.Option(
@@ -125,6 +158,7 @@ ImagesOption = Annotated[
             "Default: files with -o FILE, none on stdout (where files is an error)."
         ),
         show_default=False,
+        rich_help_panel=PANEL_OUTPUT,
     ),
 ]
 OnlineAssetsOption = Annotated[
@@ -132,11 +166,12 @@ OnlineAssetsOption = Annotated[
     typer.Option(
         "--online-assets",
         help="HTML may load abcjs from a CDN to draw ABC music as notation (default: self-contained, no script).",
+        rich_help_panel=PANEL_OUTPUT,
     ),
 ]
 
 convert_app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (of the convert command's options)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -171,7 +206,10 @@ def output_format(output: Path | None, to: Format | None) -> Format:
     if to is not None:
         return to
     if output is not None and str(output) != "-" and by_suffix is None:
-        raise UsageError(f"cannot tell the format from -o {output}: use .md, .html or .json, or give --to")
+        raise UsageError(
+            f"cannot tell the format from -o {output}: use .md, .html or .json, give --to, or end it with / "
+            "for a folder"
+        )
     return by_suffix or "md"
 
 
@@ -298,7 +336,13 @@ class Display:
     def error(self, text: str) -> None:
         self._print(f"docparse: error: {text}")
 
+    def notice(self, text: str) -> None:
+        """A line shown even with -q that is neither a warning nor an error (Ctrl-C)."""
+        self._print(f"docparse: {text}")
+
     def started(self, event: FileStarted) -> None:
+        for warning in event.warnings:
+            self.warning(f"{event.source}: {warning}")
         self._pages_total += event.pages
         if self.progress is not None and self._pages_task is not None:
             self.progress.update(self._pages_task, total=self._pages_total)
@@ -335,6 +379,7 @@ def _reporter(quiet: bool) -> Callable[[PageDone], None]:
 
 
 @convert_app.command(
+    cls=PanelCommand,
     help=(
         "Convert PDFs and images (PNG, JPEG, TIFF, WebP, BMP, GIF) to Markdown, HTML or JSON with Qwen2.5-VL. "
         "One file: Markdown goes to stdout unless -o names a file. Folders (walked recursively) and several "
@@ -351,13 +396,15 @@ def convert(
         list[Path],
         typer.Argument(help="PDF or image files, or folders to convert.", show_default=False, metavar="INPUT"),
     ],
-    output: Annotated[
-        Path | None,
+    output_text: Annotated[
+        str | None,
         typer.Option(
             "--output",
             "-o",
-            help="Output file (format from its extension; '-' or none: stdout); with folders or several "
-            "inputs, the output folder.",
+            help="Output file (format from its extension; '-' or none: stdout); a folder (DIR/, or one that "
+            "exists) takes INPUT's name; with folders or several inputs, the output folder.",
+            metavar="PATH",
+            rich_help_panel=PANEL_OUTPUT,
         ),
     ] = None,
     to: ToOption = None,
@@ -367,60 +414,110 @@ def convert(
             "--glob",
             help="In folders, convert only files matching this pattern (name, or path with '/'); repeatable "
             "(default: every PDF and image).",
+            rich_help_panel=PANEL_INPUT,
         ),
     ] = None,
     excludes: Annotated[
         list[str] | None,
-        typer.Option("--exclude", help="In folders, leave out files and folders matching this pattern; repeatable."),
+        typer.Option(
+            "--exclude",
+            help="In folders, leave out files and folders matching this pattern; repeatable.",
+            rich_help_panel=PANEL_INPUT,
+        ),
     ] = None,
     pages: Annotated[
-        str | None, typer.Option("--pages", help="Pages to convert, 1-based: e.g. 1-3,7,10- (default: all).")
+        str | None,
+        typer.Option(
+            "--pages", help="Pages to convert, 1-based: e.g. 1-3,7,10- (default: all).", rich_help_panel=PANEL_INPUT
+        ),
     ] = None,
     password: Annotated[
         str | None,
-        typer.Option("--password", envvar="DOCPARSE_PASSWORD", help="Password of an encrypted PDF."),
+        typer.Option(
+            "--password", envvar="DOCPARSE_PASSWORD", help="Password of an encrypted PDF.", rich_help_panel=PANEL_INPUT
+        ),
     ] = None,
     model: Annotated[
-        str, typer.Option("--model", help="Hugging Face model id, or a local checkpoint folder.")
-    ] = DEFAULT_MODEL,
-    revision: Annotated[
-        str | None, typer.Option("--revision", help="Model revision (branch, tag or commit) on the hub.")
+        str | None,
+        typer.Option(
+            "--model",
+            envvar="DOCPARSE_MODEL",
+            help="Hugging Face model id, or a local checkpoint folder (--engine openai: the server's model; "
+            "default there: the one it serves).",
+            show_default=DEFAULT_MODEL,
+            rich_help_panel=PANEL_MODEL,
+        ),
     ] = None,
-    device: Annotated[Device, typer.Option("--device", help="Where the model runs.")] = "auto",
+    revision: Annotated[
+        str | None,
+        typer.Option(
+            "--revision", help="Model revision (branch, tag or commit) on the hub.", rich_help_panel=PANEL_MODEL
+        ),
+    ] = None,
+    device: Annotated[
+        Device, typer.Option("--device", help="Where the model runs.", rich_help_panel=PANEL_MODEL)
+    ] = "auto",
     dtype: Annotated[
         DType,
         typer.Option(
             "--dtype",
             help="Weight dtype (auto: bfloat16 where the hardware runs it natively, else float32 or float16).",
+            rich_help_panel=PANEL_MODEL,
         ),
     ] = "auto",
     attn: Annotated[
         Attn,
-        typer.Option("--attn", help="Attention kernel (auto: flash_attention_2 if installed, else sdpa)."),
+        typer.Option(
+            "--attn",
+            help="Attention kernel (auto: flash_attention_2 if installed, else sdpa).",
+            rich_help_panel=PANEL_MODEL,
+        ),
     ] = "auto",
     min_pixels: Annotated[
         int,
-        typer.Option("--min-pixels", help="Smallest image the model sees, in pixels.", min=FACTOR * FACTOR),
+        typer.Option(
+            "--min-pixels",
+            help="Smallest image the model sees, in pixels.",
+            min=FACTOR * FACTOR,
+            rich_help_panel=PANEL_MODEL,
+        ),
     ] = DEFAULT_MIN_PIXELS,
     max_pixels: Annotated[
         int,
-        typer.Option("--max-pixels", help="Largest image the model sees, in pixels.", min=FACTOR * FACTOR),
+        typer.Option(
+            "--max-pixels",
+            help="Largest image the model sees, in pixels.",
+            min=FACTOR * FACTOR,
+            rich_help_panel=PANEL_MODEL,
+        ),
     ] = DEFAULT_MAX_PIXELS,
     max_new_tokens: Annotated[
-        int, typer.Option("--max-new-tokens", help="Most tokens the model may write per page.", min=1)
+        int,
+        typer.Option(
+            "--max-new-tokens", help="Most tokens the model may write per page.", min=1, rich_help_panel=PANEL_MODEL
+        ),
     ] = DEFAULT_MAX_NEW_TOKENS,
-    prompt: Annotated[str, typer.Option("--prompt", help="The request sent with each page image.")] = DEFAULT_PROMPT,
-    system_prompt: Annotated[str, typer.Option("--system-prompt", help="The system message.")] = DEFAULT_SYSTEM_PROMPT,
+    prompt: Annotated[
+        str, typer.Option("--prompt", help="The request sent with each page image.", rich_help_panel=PANEL_MODEL)
+    ] = DEFAULT_PROMPT,
+    system_prompt: Annotated[
+        str, typer.Option("--system-prompt", help="The system message.", rich_help_panel=PANEL_MODEL)
+    ] = DEFAULT_SYSTEM_PROMPT,
     batch_size: Annotated[
         str,
         typer.Option(
             "--batch-size",
             help="Pages per generate call, or auto: what free memory holds (CPU: 8 to 16, else 1; CUDA: up to 32).",
+            rich_help_panel=PANEL_MODEL,
         ),
     ] = "auto",
     keep_raw: Annotated[
         Path | None,
-        typer.Option("--keep-raw", help="Folder to save each page's raw answer with a JSON sidecar."),
+        typer.Option(
+            "--keep-raw",
+            help="Folder to save each page's raw answer with a JSON sidecar.",
+            rich_help_panel=PANEL_OUTPUT,
+        ),
     ] = None,
     keep_furniture: KeepFurnitureOption = False,
     no_merge: NoMergeOption = False,
@@ -434,6 +531,7 @@ def convert(
             "--max-retries",
             help="Retries of a page whose answer loops or is cut off (penalty, sampling, then bands); 0: none.",
             min=0,
+            rich_help_panel=PANEL_RETRIES,
         ),
     ] = 3,
     page_timeout: Annotated[
@@ -443,6 +541,7 @@ def convert(
             help="Seconds of model time one page may take, retries included; past it the page keeps what it has.",
             min=0.001,
             show_default="no limit",
+            rich_help_panel=PANEL_RETRIES,
         ),
     ] = None,
     cache_dir: Annotated[
@@ -452,18 +551,30 @@ def convert(
             envvar="DOCPARSE_CACHE_DIR",
             help="Folder of the page cache (raw model answers by file, page, model, prompt and settings).",
             show_default="the user cache folder, e.g. ~/.cache/docparse",
+            rich_help_panel=PANEL_BATCH,
         ),
     ] = None,
     no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Neither read nor store model answers in the page cache.")
+        bool,
+        typer.Option(
+            "--no-cache", help="Neither read nor store model answers in the page cache.", rich_help_panel=PANEL_BATCH
+        ),
     ] = False,
     report: Annotated[
         Path | None,
-        typer.Option("--report", help="Write a JSON report: each file and page, status, seconds, tokens, errors."),
+        typer.Option(
+            "--report",
+            help="Write a JSON report: each file and page, status, seconds, tokens, errors.",
+            rich_help_panel=PANEL_BATCH,
+        ),
     ] = None,
     fail_fast: Annotated[
         bool,
-        typer.Option("--fail-fast", help="Stop at the first file that fails (pages in flight finish; exit 1)."),
+        typer.Option(
+            "--fail-fast",
+            help="Stop at the first file that fails (pages in flight finish; exit 1).",
+            rich_help_panel=PANEL_BATCH,
+        ),
     ] = False,
     max_page_error_rate: Annotated[
         float,
@@ -473,6 +584,7 @@ def convert(
             "the file counts as converted.",
             min=0.0,
             max=1.0,
+            rich_help_panel=PANEL_BATCH,
         ),
     ] = 0.0,
     min_layer_coverage: Annotated[
@@ -502,12 +614,19 @@ def convert(
         EngineKind,
         typer.Option(
             "--engine",
+            envvar="DOCPARSE_ENGINE",
             help="Where the model runs: transformers (here) or openai (an OpenAI-compatible server: vLLM, SGLang).",
+            rich_help_panel=PANEL_MODEL,
         ),
     ] = "transformers",
     api_base: Annotated[
         str | None,
-        typer.Option("--api-base", help="--engine openai: the server's API address, e.g. http://host:8000/v1."),
+        typer.Option(
+            "--api-base",
+            envvar="DOCPARSE_API_BASE",
+            help="--engine openai: the server's API address, e.g. http://host:8000/v1.",
+            rich_help_panel=PANEL_ENGINE,
+        ),
     ] = None,
     api_key_env: Annotated[
         str | None,
@@ -515,31 +634,51 @@ def convert(
             "--api-key-env",
             help="--engine openai: name of the environment variable holding the API key (default: no key).",
             metavar="VAR",
+            rich_help_panel=PANEL_ENGINE,
         ),
     ] = None,
     served_model: Annotated[
         str | None,
-        typer.Option("--served-model", help="--engine openai: the model's name on the server (default: --model)."),
+        typer.Option(
+            "--served-model",
+            help="--engine openai: the model's name on the server (default: --model).",
+            rich_help_panel=PANEL_ENGINE,
+        ),
     ] = None,
     concurrency: Annotated[
         int,
-        typer.Option("--concurrency", help="--engine openai: requests in flight at once.", min=1),
+        typer.Option(
+            "--concurrency", help="--engine openai: requests in flight at once.", min=1, rich_help_panel=PANEL_ENGINE
+        ),
     ] = DEFAULT_CONCURRENCY,
     timeout: Annotated[
         float,
         typer.Option(
-            "--timeout", help="--engine openai: seconds one request may take before the page fails.", min=0.001
+            "--timeout",
+            help="--engine openai: seconds one request may take before the page fails.",
+            min=0.001,
+            rich_help_panel=PANEL_ENGINE,
         ),
     ] = DEFAULT_TIMEOUT,
     quiet: QuietOption = False,
     version: Annotated[
         bool,
-        typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True),
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_version,
+            is_eager=True,
+            rich_help_panel=PANEL_GENERAL,
+        ),
     ] = False,
 ) -> int:
-    from docparse.inputs import plan
+    from docparse.inputs import check_inputs, into_folder, plan
 
+    check_inputs(inputs)
     batch = len(inputs) > 1 or any(p.is_dir() for p in inputs)
+    output = None if output_text is None else Path(output_text)
+    if not batch:
+        output = into_folder(inputs[0], output_text, to) or output
     if batch:
         if to is None and output is not None and output.suffix.lower() in SUFFIX_FORMATS and not output.is_dir():
             raise UsageError(f"-o {output} looks like a file: folders and several inputs need an output folder")
@@ -584,6 +723,8 @@ def convert(
         images=images_mode(images, output),
         online_assets=online_assets,
     )
+    if batch:  # --pages applies to each file: pages a shorter one lacks are skipped, with a warning
+        options = replace(options, raster=replace(options.raster, skip_missing_pages=True))
     work = plan(inputs, output, fmt, globs or (), excludes or ())
     if batch and not work.jobs:
         raise UsageError(f"nothing to convert in {', '.join(map(str, inputs))} (no PDF or image files matched)")
@@ -612,6 +753,10 @@ def convert(
 
 
 REPORT_EVERY = 10.0  # seconds between rewrites of --report while a batch runs
+CPU_HINT = (
+    "on a CPU a page takes minutes (the 3B model: about 7 before its first token, then about 1 s a token) and "
+    "nothing bounds it: try --page-timeout 900 --max-new-tokens 2048 --max-pixels 602112 (README: Quick start)"
+)
 
 
 class BatchRun:
@@ -641,6 +786,7 @@ class BatchRun:
         self.report = Report([(str(j.source), str(j.output) if j.output else None) for j in jobs])
         self.stop = threading.Event()
         self.interrupted = False
+        self.loading = False
         self.failed = 0
         self.single: Document | None = None
         self.single_error: DocparseError | None = None
@@ -654,19 +800,26 @@ class BatchRun:
             from docparse.engines import open_engine
 
             if self.options.engine == "transformers" and (self.quiet or not sys.stderr.isatty()):
-                # Download and weight-loading bars are for a person at a terminal, not for logs.
-                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-                from transformers.utils import logging as hf_logging
+                from docparse.api import quiet_loading
 
-                hf_logging.disable_progress_bar()
+                quiet_loading()  # download and weight-loading bars are for a person at a terminal, not for logs
             if self.options.engine == "openai":
                 self.display.info(f"connecting to {self.options.server.api_base} ...")
             else:
                 self.display.info(f"loading {self.options.model.model} ...")
             started = time.monotonic()
-            self.engines.append(open_engine(self.options))
+            self.loading = True  # nothing is in flight yet: Ctrl-C stops at once
+            try:
+                self.engines.append(open_engine(self.options))
+            finally:
+                self.loading = False
             ready = f"model ready in {time.monotonic() - started:.1f} s, batch size {self.engines[0].batch_size}"
             self.display.info(ready)
+            if getattr(self.engines[0], "device", None) == "cpu" and self.options.page_timeout is None:
+                self.display.info(CPU_HINT)
+            served = self.engines[0].model_id
+            if self.options.server.pick_single and served != self.options.model.model:
+                self.display.info(f"no --model given: using {served}, the one model the server serves")
         return self.engines[0]
 
     def _failure(self) -> None:
@@ -729,7 +882,7 @@ class BatchRun:
         cached = sum(bool(p["cached"]) for p in self.report.files[event.index].pages.values())
         where = f" -> {job.output}" if self.batch else ""
         summary = (
-            f"{event.source}{where}: {len(doc.pages)} pages ({failed_pages} failed, {cached} from the cache) "
+            f"{event.source}{where}: {plural(len(doc.pages), 'page')} ({failed_pages} failed, {cached} from the cache) "
             f"in {event.seconds:.1f} s"
         )
         if bad and self.batch:
@@ -739,11 +892,11 @@ class BatchRun:
             self._failure()
 
     def _on_sigint(self, _signum: int, _frame: object) -> None:
-        if self.stop.is_set() and self.interrupted:
+        if (self.stop.is_set() and self.interrupted) or self.loading:
             raise KeyboardInterrupt
         self.interrupted = True
         self.stop.set()
-        self.display.error("interrupted: finishing the pages in flight (Ctrl-C again to stop at once)")
+        self.display.notice("interrupted: finishing the pages in flight (Ctrl-C again to stop at once)")
 
     def _write_report(self) -> None:
         if self.report_path is None:
@@ -776,6 +929,7 @@ class BatchRun:
             raise
         except KeyboardInterrupt:
             self.report.exit_code, self.report.error = EXIT_INTERRUPTED, "interrupted"
+            self.display.notice("interrupted")
             raise
         finally:
             if in_main:
@@ -791,8 +945,8 @@ class BatchRun:
             self.display.info(summary_line(self.report.totals()))
         if self.interrupted:
             totals = self.report.totals()
-            self.display.error(
-                f"interrupted: {totals['converted']} of {totals['files']} files written; run the same "
+            self.display.notice(
+                f"interrupted: {totals['converted']} of {plural(totals['files'], 'file')} written; run the same "
                 "command again to resume (cached pages make no model call)"
             )
         return code
@@ -803,11 +957,17 @@ class BatchRun:
         return EXIT_FAILED if self.failed else EXIT_OK
 
 
+def plural(count: int, noun: str) -> str:
+    """ "1 page", "2 pages"."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def summary_line(totals: dict[str, int]) -> str:
     """The closing line of a batch: files converted and failed, pages, and what the cache saved."""
     failed = f", {totals['failed']} failed" if totals["failed"] else ""
     return (
-        f"done: {totals['converted']} of {totals['files']} files converted{failed}; {totals['pages']} pages "
+        f"done: {totals['converted']} of {plural(totals['files'], 'file')} converted{failed}; "
+        f"{plural(totals['pages'], 'page')} "
         f"({totals['pages_failed']} failed, {totals['pages_cached']} from the cache, {totals['model_calls']} "
         "model calls)"
     )
@@ -835,6 +995,7 @@ def write_output(
 
 
 @render_app.command(
+    cls=PanelCommand,
     help=(
         "Turn saved raw model answers (one file per page, in order) into Markdown, HTML or JSON "
         "without loading a model. A --keep-raw sidecar (PAGE.json beside PAGE.html) supplies the "
@@ -854,13 +1015,16 @@ def render(
     ],
     image_size: Annotated[
         str | None,
-        typer.Option("--image-size", help="WIDTHxHEIGHT of the image the model saw, in pixels."),
+        typer.Option(
+            "--image-size", help="WIDTHxHEIGHT of the image the model saw, in pixels.", rich_help_panel=PANEL_OUTPUT
+        ),
     ] = None,
     page_size: Annotated[
         str | None,
         typer.Option(
             "--page-size",
             help="WIDTHxHEIGHT of the page in PDF points (or e.g. 1014x1532px for an image); boxes are mapped to it.",
+            rich_help_panel=PANEL_OUTPUT,
         ),
     ] = None,
     output: OutputOption = None,
@@ -873,7 +1037,12 @@ def render(
     online_assets: OnlineAssetsOption = False,
     password: Annotated[
         str | None,
-        typer.Option("--password", envvar="DOCPARSE_PASSWORD", help="Password of an encrypted source PDF (crops)."),
+        typer.Option(
+            "--password",
+            envvar="DOCPARSE_PASSWORD",
+            help="Password of an encrypted source PDF (crops).",
+            rich_help_panel=PANEL_INPUT,
+        ),
     ] = None,
     quiet: QuietOption = False,
 ) -> int:
@@ -887,6 +1056,9 @@ def render(
         images=images_mode(images, output),
         online_assets=online_assets,
     )
+    from docparse.keepraw import answer_files
+
+    answers = answer_files(answers)  # sidecars and retries of the answers given are read with them
     documents = [a for a in answers if a.suffix.lower() == ".json"]
     if documents:
         if len(answers) != 1:
@@ -925,6 +1097,7 @@ CacheDirOption = Annotated[
         "--cache-dir",
         envvar="DOCPARSE_CACHE_DIR",
         help="Folder of the page cache (default: the user cache folder, e.g. ~/.cache/docparse).",
+        rich_help_panel=PANEL_BATCH,
     ),
 ]
 
@@ -959,21 +1132,24 @@ def _fail(message: str, code: int) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: dispatch `render` or the default convert command; turn every error into an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    subcommands = {"render": render_app, "cache": cache_app}
+    from docparse.cli_config import config_app, default_map, schema_app
+
+    subcommands = {"render": render_app, "cache": cache_app, "config": config_app, "schema": schema_app}
     if args[:1] and args[0] in subcommands:
-        app, prog, args = subcommands[args[0]], f"docparse {args[0]}", args[1:]
+        name, app, prog, args = args[0], subcommands[args[0]], f"docparse {args[0]}", args[1:]
     else:
-        app, prog = convert_app, "docparse"
+        name, app, prog = "convert", convert_app, "docparse"
     try:
-        result = app(args=args, prog_name=prog, standalone_mode=False)
+        defaults = default_map(name) if name in ("convert", "render", "cache") else {}
+        result = app(args=args, prog_name=prog, standalone_mode=False, default_map=defaults)
     except DocparseError as exc:
         _fail(str(exc), exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:  # typer's own usage errors (unknown option, bad choice)
         _fail(f"{exc.format_message()} (see {prog} --help)", EXIT_USAGE)
-    except (KeyboardInterrupt, typer.Abort):
-        _fail("interrupted", EXIT_INTERRUPTED)
+    except (KeyboardInterrupt, typer.Abort):  # the run has said so (typer itself may answer 130 instead)
+        sys.exit(EXIT_INTERRUPTED)
     except BrokenPipeError:
         # stdout closed early (e.g. piped into head): nothing more can be said there.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -44,6 +44,8 @@ class RasterOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     pages: tuple[tuple[int, int | None], ...] | None = None
     password: str | None = None
+    # In a batch, `pages` applies to each file: pages a file lacks are skipped with a warning, not an error.
+    skip_missing_pages: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,8 @@ class ServerOptions:
     concurrency: int = DEFAULT_CONCURRENCY
     timeout: float = DEFAULT_TIMEOUT
     retries: int = 5
+    # No --model and no --served-model: a server that serves exactly one model answers with that one.
+    pick_single: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +163,7 @@ def convert_options(
     password: str | None = None,
     min_pixels: int = DEFAULT_MIN_PIXELS,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    model: str = DEFAULT_MODEL,
+    model: str | None = None,
     revision: str | None = None,
     device: Device = "auto",
     dtype: DType = "auto",
@@ -182,7 +186,8 @@ def convert_options(
     snap_boxes: bool = False,
 ) -> ConvertOptions:
     """The records for one conversion, from the CLI's options by name (the CLI and docparse.convert both
-    build them here). `pages` is a range list such as "1-3,7,10-". Raises UsageError for bad values."""
+    build them here). `pages` is a range list such as "1-3,7,10-"; `model` None is the default model (or,
+    on a server, the one model it serves). Raises UsageError for bad values."""
     if min_pixels > max_pixels:
         raise UsageError(f"--min-pixels {min_pixels} is above --max-pixels {max_pixels}")
     if (batch_size is not None and batch_size < 1) or max_new_tokens < 1:
@@ -199,6 +204,8 @@ def convert_options(
         concurrency=concurrency,
         timeout=timeout,
     )
+    if engine == "openai" and model is None and served_model is None:
+        server = replace(server, pick_single=True)
     ranges = None
     if pages is not None:
         from docparse.rasterize import parse_pages  # imports PyMuPDF
@@ -207,7 +214,7 @@ def convert_options(
     return ConvertOptions(
         raster=RasterOptions(min_pixels=min_pixels, max_pixels=max_pixels, pages=ranges, password=password),
         model=ModelOptions(
-            model=model,
+            model=model or DEFAULT_MODEL,
             revision=revision,
             device=device,
             dtype=dtype,
@@ -249,7 +256,8 @@ def server_options(
             if value is not None
         ]
         if given:
-            raise UsageError(f"{', '.join(given)} only apply to --engine openai")
+            verb = "applies" if len(given) == 1 else "apply"
+            raise UsageError(f"{', '.join(given)} only {verb} to --engine openai")
         return ServerOptions()
     if engine != "openai":
         raise UsageError(f"unknown engine {engine!r}: use transformers or openai")

@@ -6,7 +6,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILED = 1  # an input (or some of its pages) could not be converted
 EXIT_USAGE = 2  # bad options or arguments
-EXIT_MODEL = 3  # the model or server could not be had
+EXIT_MODEL = 3  # the model or server could not be loaded
 EXIT_INTERRUPTED = 130  # Ctrl-C
 
 
@@ -33,7 +33,7 @@ class PasswordError(InputError):
 
 
 class ModelUnavailableError(DocparseError):
-    """The model could not be had: not cached while offline, not found, not a Qwen2.5-VL checkpoint; or its
+    """The model could not be loaded: not cached while offline, not found, not a Qwen2.5-VL checkpoint; or its
     server is down, refuses the key, does not serve it, or resizes page images."""
 
     exit_code = EXIT_MODEL

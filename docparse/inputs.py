@@ -99,6 +99,21 @@ def walk(
     return found, warnings
 
 
+def check_inputs(inputs: Sequence[Path]) -> None:
+    """UsageError for the first input that does not exist (said before anything about -o)."""
+    for path in inputs:
+        if not path.exists() and not path.is_symlink():
+            raise UsageError(f"{path}: no such file or folder")
+
+
+def into_folder(source: Path, output: str | None, format: str | None) -> Path | None:
+    """For one input file: the output file inside `output` when that names a folder (an existing one, or
+    any path ending in a slash), named after the input (`-o out/` -> out/report.md); else None."""
+    if output is None or output == "-" or not (output.endswith(("/", os.sep)) or Path(output).is_dir()):
+        return None
+    return Path(output) / (source.stem + FORMAT_SUFFIX[format or "md"])
+
+
 def plan(
     inputs: Sequence[Path],
     output: Path | None,
@@ -111,9 +126,7 @@ def plan(
     files mirror its tree there, a file input lands at the top. Raises UsageError for a missing input
     or an output that cannot be a folder. Order: inputs as given, each folder's files sorted.
     """
-    for path in inputs:
-        if not path.exists() and not path.is_symlink():
-            raise UsageError(f"{path}: no such file or folder")
+    check_inputs(inputs)
     batch = len(inputs) > 1 or any(p.is_dir() for p in inputs)
     if not batch:
         if globs or excludes:

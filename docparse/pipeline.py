@@ -9,6 +9,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast, get_args
 
+from PIL import Image
+
 from docparse import __version__
 from docparse.assemble import assemble
 from docparse.cache import PageCache, request_settings
@@ -17,10 +19,11 @@ from docparse.document import Document, FinishReason, Generation, JSONValue, Pag
 from docparse.engines.base import Answer, Engine
 from docparse.errors import InputError, UsageError
 from docparse.files import write_atomic
+from docparse.keepraw import RecordingEngine, ReplayEngine, generation_record, retry_files, saved_retries
 from docparse.pageprep import unturn
 from docparse.qwenvl import read_answer
 from docparse.rasterize import PageImage
-from docparse.recover import Budget, recover_page
+from docparse.recover import Budget, read_bands, recover_page
 from docparse.repetition import collapse_blocks
 
 
@@ -193,8 +196,10 @@ def convert(
 
 def page_from_answer(engine: Engine, image: PageImage, answer: Answer, options: ConvertOptions, spent: float) -> Page:
     """The page read from its first answer, then through the retry ladder if that answer looped or was cut."""
+    recorder = None
     if options.keep_raw is not None:
         save_raw(options.keep_raw, image, answer, options)
+        engine = recorder = RecordingEngine(engine)
 
     def build(ans: Answer, image_size: tuple[int, int], page_size: tuple[float, float]) -> Page:
         return build_page(
@@ -214,7 +219,28 @@ def page_from_answer(engine: Engine, image: PageImage, answer: Answer, options: 
     page = recover_page(
         engine, image.image, page_size, first, build, max_new_tokens=options.model.max_new_tokens, budget=budget
     )
+    if options.keep_raw is not None and recorder is not None and recorder.calls:
+        save_raw(options.keep_raw, image, answer, options, recorder.calls)  # every attempt, for `render`
     return _on_displayed_page(page, image.turn, image.width, image.height, image.notes)
+
+
+def page_from_bands(engine: Engine, image: PageImage, options: ConvertOptions) -> Page:
+    """A page too tall for the model (docparse.tallpage), read in bands in one call and stitched."""
+    from docparse.engines.base import GenerationSettings
+    from docparse.tallpage import tall_rows
+
+    def build(ans: Answer, image_size: tuple[int, int], page_size: tuple[float, float]) -> Page:
+        return build_page(number=image.number, raw=ans.text, image_size=image_size, page_size=page_size,
+                          unit=image.unit, generation=ans.generation)  # fmt: skip
+
+    rows = tall_rows(image.image.size, options.raster.min_pixels, options.raster.max_pixels)
+    settings = GenerationSettings(time_limit=options.page_timeout)
+    page = read_bands(engine, image.image, (image.width, image.height), rows, settings, build, image.number)
+    note = (
+        f"the page is {image.height / image.width:.0f} times as tall as wide (the model takes up to 200): "
+        f"read in {len(rows)} bands, stitched (no retries)"
+    )
+    return replace(page, attempts=1, warnings=(note, *page.warnings), rotation=0)
 
 
 def raw_path(directory: Path, source: str, number: int) -> Path:
@@ -222,10 +248,13 @@ def raw_path(directory: Path, source: str, number: int) -> Path:
     return directory / f"{Path(source).stem}.page-{number:04d}.html"
 
 
-def save_raw(directory: Path, image: PageImage, answer: Answer, options: ConvertOptions) -> None:
-    """Save the raw answer and a sidecar with what `docparse render` needs to map it again."""
+def save_raw(
+    directory: Path, image: PageImage, answer: Answer, options: ConvertOptions, retries: Sequence[list[Answer]] = ()
+) -> None:
+    """Save the raw answer and a sidecar with what `docparse render` needs to map it again; with `retries`
+    (the answers of each retry call, in order), those too, so that render reads the page as it was read."""
     path = raw_path(directory, image.source, image.number)
-    g = answer.generation
+    files, listing = retry_files(path, retries)
     sidecar: dict[str, Any] = {
         "docparse_version": __version__,
         "source": image.source,
@@ -234,16 +263,15 @@ def save_raw(directory: Path, image: PageImage, answer: Answer, options: Convert
         "unit": image.unit,
         "image_size": list(image.image.size),
         "rotation": image.turn,
-        "model": g.model,
-        "prompt": g.prompt,
         "system_prompt": options.model.system_prompt,
         "max_new_tokens": options.model.max_new_tokens,
-        "tokens_in": g.tokens_in,
-        "tokens_out": g.tokens_out,
-        "seconds": g.seconds,
-        "finish_reason": g.finish_reason,
+        **generation_record(answer.generation),
     }
+    if listing:
+        sidecar["retries"] = listing
     try:
+        for retry, text in files:
+            write_atomic(retry, text)
         write_atomic(path, answer.text)
         write_atomic(path.with_suffix(".json"), json.dumps(sidecar, ensure_ascii=False, indent=2) + "\n")
     except OSError as exc:
@@ -263,16 +291,21 @@ class RawPage:
     source: str | None
     generation: Generation | None
     rotation: int = 0  # the clockwise turn the page was given before the model saw it
+    # The answers of each retry the conversion made (--keep-raw), and the token limit it ran with.
+    retries: tuple[list[Answer], ...] = ()
+    max_new_tokens: int = 0
 
 
 def load_raw(path: Path) -> RawPage:
     """Read a raw answer file and, when present, its --keep-raw sidecar (same name, .json)."""
     try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    not_an_answer(path, data)
+    text = data.decode("utf-8", errors="replace")
     side_path = path.with_suffix(".json")
     side: dict[str, Any] = {}
     if side_path.is_file() and side_path != path:
@@ -281,16 +314,7 @@ def load_raw(path: Path) -> RawPage:
             side = loaded if isinstance(loaded, dict) else {}
         except (OSError, ValueError):
             raise InputError(f"{side_path}: sidecar is not valid JSON") from None
-    generation = None
-    if {"model", "prompt", "tokens_in", "tokens_out", "seconds", "finish_reason"} <= side.keys():
-        generation = Generation(
-            model=str(side["model"]),
-            prompt=str(side["prompt"]),
-            tokens_in=int(side["tokens_in"]),
-            tokens_out=int(side["tokens_out"]),
-            seconds=float(side["seconds"]),
-            finish_reason=_finish_reason(side["finish_reason"]),
-        )
+    generation = _generation(side)
     image_size = _pair(side.get("image_size"), int)
     page_size = _pair(side.get("page_size"), float)
     unit: Unit = "px" if side.get("unit") == "px" else "pt"
@@ -307,7 +331,60 @@ def load_raw(path: Path) -> RawPage:
         source=str(source) if isinstance(source, str) else None,
         generation=generation,
         rotation=rotation if rotation in (90, 180, 270) else 0,
+        retries=tuple(saved_retries(path, side, _retry_answer)),
+        max_new_tokens=int(side.get("max_new_tokens") or 0),
     )
+
+
+def _generation(side: dict[str, Any]) -> Generation | None:
+    if not {"model", "prompt", "tokens_in", "tokens_out", "seconds", "finish_reason"} <= side.keys():
+        return None
+    return Generation(
+        model=str(side["model"]),
+        prompt=str(side["prompt"]),
+        tokens_in=int(side["tokens_in"]),
+        tokens_out=int(side["tokens_out"]),
+        seconds=float(side["seconds"]),
+        finish_reason=_finish_reason(side["finish_reason"]),
+    )
+
+
+def _retry_answer(path: Path, entry: dict[str, Any]) -> Answer:
+    """One saved retry answer; InputError when its file is gone (render would not read the page as converted)."""
+    generation = _generation(entry)
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise InputError(f"{path}: a retry answer the sidecar lists cannot be read ({exc.strerror or exc})") from None
+    if generation is None:
+        raise InputError(f"{path}: its entry in the sidecar has no generation record")
+    return Answer(text, generation)
+
+
+# What an input file starts with, for a file given to `render` that is no model answer.
+_MAGIC = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+)
+
+
+def not_an_answer(path: Path, data: bytes) -> None:
+    """UsageError for a file that cannot be a model answer: a PDF or image (to convert, not to render), or
+    any other binary file (NUL bytes, or mostly undecodable as UTF-8)."""
+    head = data[:1024]
+    kind = "a PDF" if b"%PDF-" in head else next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+    if kind is None and head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        kind = "a WebP image"
+    if kind is not None:
+        raise UsageError(
+            f"{path} is {kind}, not a raw model answer: convert it with `docparse {path}` (render takes the "
+            "answers --keep-raw saved, or a document saved with --to json)"
+        )
+    if b"\x00" in head or data.decode("utf-8", errors="replace").count("\ufffd") > max(8, len(data) // 100):
+        raise UsageError(f"{path} is a binary file, not a raw model answer (QwenVL HTML) or a saved JSON document")
 
 
 def _finish_reason(value: Any) -> FinishReason:
@@ -350,14 +427,7 @@ def render(
         raw = load_raw(path)
         source = source or raw.source
         size = page_size or raw.page_size
-        page = build_page(
-            number=raw.number or index,
-            raw=raw.text,
-            image_size=image_size or raw.image_size,
-            page_size=_turned_size(*size, raw.rotation) if size else None,
-            unit=page_unit if page_size else raw.unit,
-            generation=raw.generation,
-        )
+        page = _rendered_page(raw, index, image_size or raw.image_size, size, page_unit if page_size else raw.unit)
         if raw.rotation and size and (image_size or raw.image_size):  # mapped: boxes back onto the displayed page
             page = _on_displayed_page(page, raw.rotation, *size)
         pages.append(page)
@@ -372,6 +442,28 @@ def render(
     from docparse.agreement import check_source
 
     return check_source(assemble(document, assemble_options), password)
+
+
+def _rendered_page(
+    raw: RawPage, index: int, image_size: tuple[int, int] | None, size: tuple[float, float] | None, unit: Unit
+) -> Page:
+    """A saved answer read as the conversion read it: with its retries replayed through the ladder, when kept."""
+    page_size = _turned_size(*size, raw.rotation) if size else None
+
+    def build(text: str, generation: Generation | None, img: Any, pts: Any) -> Page:
+        return build_page(
+            number=raw.number or index, raw=text, image_size=img, page_size=pts, unit=unit, generation=generation
+        )
+
+    page = build(raw.text, raw.generation, image_size, page_size)
+    if not raw.retries or raw.generation is None or image_size is None or page_size is None:
+        return page
+    replay = ReplayEngine(raw.retries, raw.generation.model)
+    placeholder = Image.new("L", image_size)  # only its size is read: the answers are saved
+    return recover_page(
+        replay, placeholder, page_size, page, lambda ans, img, pts: build(ans.text, ans.generation, img, pts),
+        max_new_tokens=raw.max_new_tokens, budget=Budget(len(raw.retries), None),
+    )  # fmt: skip
 
 
 def load_document(path: Path) -> Document:

@@ -17,7 +17,8 @@ from docparse.config import RasterOptions
 from docparse.document import Unit
 from docparse.errors import InputError, PasswordError, UsageError
 from docparse.pageprep import is_blank, raster_orientation, text_turn, turn_image, upside_down
-from docparse.prompt import NOMINAL_DPI, smart_resize
+from docparse.prompt import MAX_ASPECT_RATIO, NOMINAL_DPI, smart_resize
+from docparse.tallpage import is_tall, tall_size
 from docparse.textlayer import TextLayer, read_layer, text_page
 
 Kind = Literal["pdf", "image"]
@@ -70,17 +71,38 @@ def parse_pages(spec: str) -> tuple[tuple[int, int | None], ...]:
     return tuple(ranges)
 
 
-def select_pages(ranges: tuple[tuple[int, int | None], ...] | None, count: int, source: str) -> list[int]:
-    """The 1-based page numbers the ranges pick from a document of `count` pages, in order, once each."""
+def select_pages(
+    ranges: tuple[tuple[int, int | None], ...] | None, count: int, source: str, skip_missing: bool = False
+) -> list[int]:
+    """The 1-based page numbers the ranges pick from a document of `count` pages, in order, once each.
+
+    A page past the end is a UsageError, or with `skip_missing` left out (InputError when none is left)."""
     if ranges is None:
         return list(range(1, count + 1))
     chosen: list[int] = []
     for start, end in ranges:
         last = count if end is None else end
-        if start > count or last > count:
-            raise UsageError(f"--pages asks for page {max(start, last)} but {source} has {count} page(s)")
+        if skip_missing:
+            last = min(last, count)
+        elif start > count or last > count:
+            raise UsageError(f"--pages asks for page {max(start, last)} but {source} has {_pages(count)}")
         chosen.extend(n for n in range(start, last + 1) if n not in chosen)
+    if not chosen:
+        raise InputError(f"{source} has {_pages(count)}: none of the pages asked for with --pages")
     return chosen
+
+
+def _pages(count: int) -> str:
+    return f"{count} page" + ("" if count == 1 else "s")
+
+
+def missing_pages_note(ranges: tuple[tuple[int, int | None], ...] | None, count: int) -> str | None:
+    """The warning for pages --pages asks for that a file of `count` pages lacks, or None."""
+    asked = [(s, e) for s, e in ranges or () if (e if e is not None else s) > count]
+    if not asked:
+        return None
+    spans = ",".join(str(s) if s == e else f"{s}-{'' if e is None else e}" for s, e in asked)
+    return f"it has {_pages(count)}: --pages {spans} skipped where past its end"
 
 
 def detect_kind(path: Path) -> Kind:
@@ -121,7 +143,9 @@ class InputDocument:
         if count < 1:
             raise InputError(f"{path} has no pages")
         self.page_count = count
-        self.page_numbers = select_pages(options.pages, count, str(path))
+        self.page_numbers = select_pages(options.pages, count, str(path), options.skip_missing_pages)
+        note = missing_pages_note(options.pages, count) if options.skip_missing_pages else None
+        self.notes: tuple[str, ...] = (note,) if note else ()
 
     def pages(self) -> Iterator[PageImage]:
         """Render the selected pages lazily: only one page's pixels are held at a time."""
@@ -204,6 +228,8 @@ def target_size(width: float, height: float, unit: Unit, options: RasterOptions)
             options.max_pixels,
         )
     except ValueError as exc:
+        if width > 0 and height * scale > MAX_ASPECT_RATIO * width * scale:  # too tall: read in bands
+            return tall_size(width * scale, height * scale, options.min_pixels, options.max_pixels)
         raise InputError(f"page of {width:g}x{height:g} {unit} cannot be fed to the model: {exc}") from None
     return w, h
 
@@ -268,6 +294,8 @@ def _prepared(image: PageImage, directions: list[tuple[float, float, int]]) -> P
     """
     has_text = bool(directions) or image.has_text
     notes: list[str] = []
+    if is_tall(image.image.size):  # read in bands from the top down, as displayed
+        return dataclasses.replace(image, has_text=has_text, blank=not has_text and is_blank(image.image, False))
     if has_text:
         turn = text_turn(directions) or 0
     elif is_blank(image.image, has_text=False):

@@ -163,8 +163,16 @@ def _bands(
     engine: Engine, image: Image.Image, page_size: tuple[float, float], rung: Rung, settings: GenerationSettings,
     build: Build, number: int,
 ) -> Page:  # fmt: skip
+    return read_bands(engine, image, page_size, band_rows(image.height, rung.bands), settings, build, number)
+
+
+def read_bands(
+    engine: Engine, image: Image.Image, page_size: tuple[float, float], rows: Sequence[tuple[int, int]],
+    settings: GenerationSettings, build: Build, number: int,
+) -> Page:  # fmt: skip
+    """The page read as full-width strips (`rows`: top and bottom pixel rows) in one call, each answer's boxes
+    moved to where its strip lies on the page, the strips stitched with duplicates at the seams removed."""
     width, height = image.size
-    rows = band_rows(height, rung.bands)
     crops = [image.crop((0, top, width, bottom)) for top, bottom in rows]
     answers = engine.generate(crops, settings)
     page_w, page_h = page_size

@@ -36,8 +36,9 @@ from docparse.document import Document, Page
 from docparse.engines.base import GREEDY, Answer, Engine, GenerationSettings
 from docparse.errors import DocparseError, EngineError, InputError
 from docparse.files import sha256_file
-from docparse.pipeline import BLANK_WARNING, PageDone, document_metadata, empty_page, page_from_answer
+from docparse.pipeline import BLANK_WARNING, PageDone, document_metadata, empty_page, page_from_answer, page_from_bands
 from docparse.rasterize import InputDocument, PageImage, open_input
+from docparse.tallpage import is_tall
 from docparse.textlayer import TextLayer
 
 
@@ -48,6 +49,7 @@ class FileStarted:
     index: int
     source: str
     pages: int
+    warnings: tuple[str, ...] = ()  # about the file as a whole (e.g. pages --pages asks for that it lacks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +157,7 @@ class _Doc:
     page_count: int
     numbers: list[int]
     started: float
+    notes: tuple[str, ...] = ()
     pages: dict[int, Page] = field(default_factory=dict)
     models: set[str] = field(default_factory=set)
     layers: dict[int, TextLayer | None] = field(default_factory=dict)
@@ -227,7 +230,7 @@ def run_batch(
                     except OSError as exc:  # gone or unreadable since it was opened
                         put(("failed", index, InputError(f"{path}: cannot read ({exc.strerror or exc})"), started))
                         continue
-                    put(("open", _Doc(index, path, sha, doc.page_count, list(doc.page_numbers), started)))
+                    put(("open", _Doc(index, path, sha, doc.page_count, list(doc.page_numbers), started, doc.notes)))
                     for number in doc.page_numbers:
                         if halt.is_set():
                             break
@@ -273,8 +276,9 @@ def run_batch(
             start = time.perf_counter()
             wrappers = [_PageEngine(engine, cache, prefix, engine.model_id) for _, _, prefix in batch]
             keys = [answer_key(prefix, first_try, 0, 1, img.image.size) for _, img, prefix in batch]
+            tall = {k for k, (_, img, _) in enumerate(batch) if is_tall(img.image.size)}  # read in bands below
             answers: list[Answer | None] = [cache.get_answer(k) if cache else None for k in keys]
-            missing = [k for k, a in enumerate(answers) if a is None]
+            missing = [k for k, a in enumerate(answers) if a is None and k not in tall]
             failure: EngineError | None = None
             if missing:
                 try:
@@ -290,7 +294,14 @@ def run_batch(
             spent = time.perf_counter() - start
             for k, (index, image, _) in enumerate(batch):
                 got = answers[k]
-                if got is None:
+                if k in tall:
+                    own = time.perf_counter()
+                    try:
+                        page = page_from_bands(wrappers[k], image, options)
+                    except EngineError as exc:
+                        page = empty_page(image, "failed", str(exc), 1)
+                    outcome = _Outcome(page, wrappers[k].calls, time.perf_counter() - own)
+                elif got is None:
                     outcome = _Outcome(empty_page(image, "failed", str(failure), 1), 1, spent)
                 else:
                     own = time.perf_counter()
@@ -370,7 +381,7 @@ def run_batch(
             elif kind == "open":
                 doc = item[1]
                 docs[doc.index] = doc
-                emit(FileStarted(doc.index, str(doc.path), len(doc.numbers)))
+                emit(FileStarted(doc.index, str(doc.path), len(doc.numbers), doc.notes))
             elif kind == "end":
                 listed.add(item[1])
                 if complete(item[1]):
@@ -428,6 +439,11 @@ def _replay(
     if info.blank:
         return empty_page(image, "skipped-blank", BLANK_WARNING, 0)
     prefix = page_prefix(options, sha, number, info.turn)
+    if is_tall(info.image_size):
+        try:
+            return page_from_bands(_PageEngine(None, cache, prefix, model), image, options)
+        except CacheMiss:
+            return None
     first = cache.get_answer(answer_key(prefix, first_try, 0, 1, info.image_size))
     if first is None:
         return None

@@ -390,7 +390,7 @@ def test_exit_0_when_everything_converts_and_the_log_is_plain_lines(
     pattern = re.compile(
         r"^docparse: (loading \S+ \.\.\.|model ready in [\d.]+ s, batch size \d+"
         r"|doc0\d\.pdf page 1 \(1/1\): \d+ blocks, \d+ tokens in [\d.]+ s \(stop\)"
-        r"|\S+doc0\d\.pdf -> \S+doc0\d\.md: 1 pages \(0 failed, 0 from the cache\) in [\d.]+ s"
+        r"|\S+doc0\d\.pdf -> \S+doc0\d\.md: 1 page \(0 failed, 0 from the cache\) in [\d.]+ s"
         r"|done: 3 of 3 files converted; 3 pages \(0 failed, 0 from the cache, 3 model calls\))$"
     )
     assert lines and all(pattern.match(line) for line in lines), err
@@ -459,6 +459,7 @@ def test_ctrl_c_finishes_the_page_in_flight_writes_what_is_complete_and_exits_13
     assert [f["status"] for f in data["files"]][:2] == ["converted", "converted"]
     assert all(f["status"] in ("interrupted", "not-started") for f in data["files"][2:])
     assert "interrupted" in err and "run the same command again" in err
+    assert "error: interrupted" not in err  # Ctrl-C is what the user asked for, not an error
 
 
 def test_fail_fast_stops_at_the_first_failure(

@@ -87,7 +87,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         ([str(SAMPLE), "--bogus"], 2, "--bogus"),
         (["render", str(FIXTURE_01), "--page-size", "612x935"], 2, "--image-size"),
         (["render", str(FIXTURE_01), "--image-size", "big"], 2, "WIDTHxHEIGHT"),
-        ([str(SAMPLE), "-o", ".", "--to", "md"], 2, "is a directory"),
+        (["render", str(FIXTURE_01), "-o", ".", "--to", "md"], 2, "is a directory"),
+        (["missing-folder/", "-o", "out"], 2, "missing-folder: no such file or folder"),
+        ([str(SAMPLE), "-o", "out"], 2, "end it with / for a folder"),
         ([str(SAMPLE), "-o", "/proc/nope/out.md"], 2, "cannot create"),
         ([str(SAMPLE), "--keep-raw", "/proc/nope"], 2, "--keep-raw"),
     ],
@@ -194,17 +196,25 @@ def test_model_that_cannot_be_had_fails_fast_with_the_way_out(tmp_path: Path, ex
 
 
 def test_readme_examples_that_need_no_model_run(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(REPO)
     readme = (REPO / "README.md").read_text()
-    commands = re.findall(r"^(docparse render tests/\S+.*)$", readme, flags=re.MULTILINE)
-    assert len(commands) >= 2
+    commands = re.findall(
+        r"^(docparse (?:render tests/\S+|config|schema|--show-completion|cache info)\b.*)$", readme, flags=re.MULTILINE
+    )
+    assert len(commands) >= 6
     for command in commands:
-        args = [a for arg in shlex.split(command)[1:] for a in (sorted(glob.glob(arg)) if "*" in arg else [arg])]
+        words = shlex.split(command, comments=True)[1:]
+        redirect = words[words.index(">") + 1] if ">" in words else None  # `> FILE`: written to a scratch folder
+        words = words[: words.index(">")] if redirect else words
+        args = [a for arg in words for a in (sorted(glob.glob(arg)) if "*" in arg else [arg])]
         code, out, err = run_cli(args, capsys)
         assert code == 0, (command, err)
-        assert "Qwen2.5" in out or "tests/data/answers/" in command, command
+        if redirect:
+            (tmp_path / redirect).write_text(out)
+        if args[0] == "render":
+            assert "Qwen2.5" in out or "tests/data/answers/" in command, command
         assert out.strip(), command
 
 
@@ -269,3 +279,242 @@ def test_render_a_json_file_that_is_not_a_document_exits_1(tmp_path: Path, capsy
     code, _, err = run_cli(["render", str(bad)], capsys)
     assert code == 1 and "not a docparse JSON document" in err
     assert_one_line_error(err)
+
+
+@pytest.mark.parametrize("name", ["report.pdf", "page.png", "noise.html"])
+def test_render_refuses_a_file_that_is_no_model_answer(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / name
+    if name == "report.pdf":
+        path.write_bytes(SAMPLE.read_bytes())
+    elif name == "page.png":
+        from PIL import Image
+
+        Image.new("RGB", (40, 30), "white").save(path)
+    else:
+        path.write_bytes(bytes(range(256)) * 8)
+    code, out, err = run_cli(["render", str(path)], capsys)
+    assert code == 2 and out == ""
+    assert_one_line_error(err)
+    assert ("convert it with `docparse " in err) == (name != "noise.html"), err
+    assert "warning" not in err
+
+
+TINY = ["--device", "cpu", "--dtype", "float32", "--max-new-tokens", "8", "--max-retries", "0", "-q"]
+
+
+@pytest.mark.parametrize("folder", ["out/", "existing"])
+def test_one_input_into_an_output_folder_takes_its_name(
+    folder: str,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "existing").mkdir()
+    code, out, err = run_cli([str(SAMPLE), "-o", folder, "--model", str(tiny_model_dir), *TINY], capsys)
+    assert code == 0, err
+    assert out == ""
+    written = tmp_path / folder.rstrip("/") / "report.md"
+    assert written.is_file() and written.read_text(encoding="utf-8").strip()
+    code, _, err = run_cli([str(SAMPLE), "-o", folder, "--to", "json", "--model", str(tiny_model_dir), *TINY], capsys)
+    assert code == 0, err
+    assert json.loads((written.parent / "report.json").read_text())["pages"][0]["number"] == 1
+
+
+def test_keep_raw_keeps_every_attempt_and_render_of_the_folder_gives_the_same_document(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    # The tiny model always runs to the token limit: the truncation ladder runs (more tokens, then bands).
+    args = [str(SAMPLE), "--model", str(tiny_model_dir), *TINY[:-3], "--max-retries", "2", "-q"]
+    code, converted, err = run_cli([*args, "--keep-raw", "raw"], capsys)
+    assert code == 0, err
+    names = sorted(p.name for p in (tmp_path / "raw").iterdir())
+    assert "report.page-0001.retry-1.html" in names, names
+    assert any(".retry-2.band-" in n for n in names), names
+    side = json.loads((tmp_path / "raw" / "report.page-0001.json").read_text())
+    assert [len(call) for call in side["retries"]] == [1, 3]
+    everything = sorted(glob.glob("raw/*"))  # answers, sidecars and retries, as a shell glob gives them
+    code, rendered, err = run_cli(["render", *everything, "-q"], capsys)
+    assert code == 0, err
+    assert rendered == converted
+    code, _, err = run_cli(["render", "raw/report.page-0001.json"], capsys)
+    assert code == 2 and "--keep-raw sidecar" in err and "schema_version" not in err
+    assert_one_line_error(err)
+
+
+def _pdf(path: Path, pages: int, size: tuple[float, float] = (300, 400), fontsize: float = 14) -> Path:
+    """A PDF of `pages` pages of `size` points, a line of text every 100 pt down each."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    for n in range(pages):
+        page = doc.new_page(width=size[0], height=size[1])
+        for top in range(0, int(size[1]), 100):
+            page.insert_text((size[0] / 10, top + 20), f"{n + 1}", fontsize=fontsize)
+    doc.save(path)
+    doc.close()
+    return path
+
+
+def test_pages_in_a_batch_apply_to_each_file_and_skip_what_a_file_lacks(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    _pdf(docs / "a.pdf", 2), _pdf(docs / "b.pdf", 3), _pdf(docs / "c.pdf", 1)
+    out = tmp_path / "out"
+    args = [str(docs), "-o", str(out), "--pages", "2-3", "--to", "json", "--model", str(tiny_model_dir), *TINY]
+    code, _, err = run_cli(args, capsys)
+    assert code == 1, err  # c.pdf has none of the pages: reported, the rest converted
+    assert [p["number"] for p in json.loads((out / "a.json").read_text())["pages"]] == [2]
+    assert [p["number"] for p in json.loads((out / "b.json").read_text())["pages"]] == [2, 3]
+    assert not (out / "c.json").exists()
+    warnings = [line for line in err.splitlines() if "warning" in line and "--pages" in line]
+    assert warnings == [f"docparse: warning: {docs / 'a.pdf'}: it has 2 pages: --pages 2-3 skipped where past its end"]
+    assert f"error: {docs / 'c.pdf'} has 1 page: none of the pages asked for with --pages" in err
+    # One file keeps the strict check.
+    code, _, err = run_cli([str(docs / "a.pdf"), "--pages", "2-3", "--model", str(tiny_model_dir), *TINY], capsys)
+    assert code == 2 and "has 2 pages" in err
+
+
+@pytest.mark.parametrize("command", [[], ["render"]])
+def test_help_groups_options_in_panels_with_plain_metavars(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from docparse.cli_help import PANELS
+
+    code, out, _ = run_cli([*command, "--help"], capsys)
+    assert code == 0
+    headings = [line.rstrip(":") for line in out.splitlines() if line and not line[0].isspace() and line.endswith(":")]
+    assert headings[0] == "Arguments" and set(headings[1:]) <= set(PANELS), headings
+    assert headings[1:] == [p for p in PANELS if p in headings], "panels out of order"
+    assert not re.search(r"<(list\[|str>|path>|int>|float>|[a-z_]+\|)", out), "a typer metavar such as <list[Path]>"
+    assert "Usage: docparse" in out and "{" not in out.splitlines()[0]
+    app = render_app if command else convert_app
+    for param in typer.main.get_command(app).params:
+        if isinstance(param, typer.core.TyperOption) and param.name not in ("install_completion", "show_completion"):
+            assert param.rich_help_panel in PANELS, param.name  # typer's own two go under General
+
+
+def test_wording_of_counts_and_options(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli([str(SAMPLE), "--api-base", "http://x/v1"], capsys)
+    assert code == 2 and "--api-base only applies to --engine openai" in err
+    from docparse.cli import plural, summary_line
+
+    assert plural(1, "page") == "1 page" and plural(2, "file") == "2 files"
+    totals = {"converted": 1, "files": 1, "failed": 0, "pages": 1, "pages_failed": 0, "pages_cached": 0}
+    assert summary_line({**totals, "model_calls": 1}).startswith("done: 1 of 1 file converted; 1 page (")
+
+
+def test_ctrl_c_while_the_engine_opens_stops_at_once(tmp_path: Path) -> None:
+    import signal
+    import socket
+
+    # A server that accepts the connection and never answers: opening the engine waits (up to 10 s).
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        api = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "docparse", str(SAMPLE), "--engine", "openai", "--api-base", api],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        assert proc.stderr is not None
+        assert "connecting to" in proc.stderr.readline()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        proc.wait(timeout=30)
+        waited = time.monotonic() - sent
+        rest = proc.stderr.read()
+    assert proc.returncode == 130, rest
+    assert waited < 3, f"took {waited:.1f} s to stop"
+    assert "finishing the pages in flight" not in rest and "error" not in rest
+    assert rest.strip() == "docparse: interrupted"
+
+
+def _tall_pdf(path: Path) -> Path:
+    """A 5 x 2000 pt page (a till receipt): sides 400 times apart, twice what the model takes."""
+    return _pdf(path, 1, (5, 2000), fontsize=4)
+
+
+def test_a_page_too_tall_for_the_model_is_read_in_bands(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from docparse.prompt import MAX_ASPECT_RATIO
+
+    pdf = _tall_pdf(tmp_path / "receipt.pdf")
+    code, out, err = run_cli([str(pdf), "--to", "json", "--model", str(tiny_model_dir), *TINY], capsys)
+    assert code == 0, err
+    page = json.loads(out)["pages"][0]
+    assert (page["width"], page["height"], page["unit"]) == (5, 2000, "pt")
+    width, height = page["image_size"]
+    assert width % 28 == 0 and height % 28 == 0 and height > MAX_ASPECT_RATIO * width
+    assert page["status"] != "failed" and page["generation"]["tokens_out"] > 0
+    assert any("times as tall as wide" in w and "bands" in w for w in page["warnings"]), page["warnings"]
+    report = tmp_path / "report.json"
+    code, again, err = run_cli(
+        [str(pdf), "--to", "json", "--model", str(tiny_model_dir), *TINY, "--report", str(report)], capsys
+    )
+    assert code == 0 and json.loads(again)["pages"][0]["blocks"] == page["blocks"], err
+    assert json.loads(report.read_text())["totals"]["model_calls"] == 0  # every band's answer came from the cache
+
+
+def test_bands_of_a_tall_page_map_their_boxes_back_onto_the_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from docparse.prompt import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+    from docparse.tallpage import tall_rows
+    from tests.fake_openai import FakeServer, fake_server
+
+    pdf = _tall_pdf(tmp_path / "receipt.pdf")
+    server = FakeServer()  # answers each image with a paragraph over the left half of its top quarter
+    with fake_server(server) as address:
+        args = [str(pdf), "--to", "json", "--engine", "openai", "--api-base", address, "--served-model", "tiny", "-q"]
+        code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    page = json.loads(out)["pages"][0]
+    rows = tall_rows(tuple(page["image_size"]), DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS)
+    assert len(rows) >= 3
+    sizes = [seen.size for seen in server.seen if seen.size is not None and seen.body and seen.body["max_tokens"] > 1]
+    assert sizes == [(page["image_size"][0], bottom - top) for top, bottom in rows]  # each band exactly as cut
+    scale = 2000 / page["image_size"][1]
+    boxes = [b["box"] for b in page["blocks"]]
+    expected = [[0, top * scale, 2.5, (top + (bottom - top) // 4) * scale] for top, bottom in rows]
+    assert boxes == [pytest.approx(e, abs=0.05) for e in expected]
+
+
+def test_a_cpu_run_without_bounds_says_how_to_bound_it(
+    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [str(SAMPLE), "--model", str(tiny_model_dir), *TINY[:-1]]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0 and "on a CPU a page takes minutes" in err and "--page-timeout" in err, err
+    code, _, err = run_cli([*args, "--page-timeout", "600"], capsys)
+    assert code == 0 and "on a CPU a page takes minutes" not in err
+
+
+def test_ci_runs_the_readme_install_and_test_commands() -> None:
+    def block(name: str) -> list[str]:
+        proc = subprocess.run([str(REPO / ".ci" / "readme-commands"), name], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.splitlines()
+
+    readme = (REPO / "README.md").read_text()
+    cpu = block("install-cpu")
+    assert cpu[0] == "python3 -m venv .venv" and cpu[-1] == ".venv/bin/pip install ."
+    assert any("torch" in line and "--index-url https://download.pytorch.org/whl/cpu" in line for line in cpu)
+    assert readme.index("<!-- ci: install-cpu -->") < readme.index("## Quick start")  # install comes first
+    assert block("test") == [".venv/bin/python -m pytest"]
+    ci = (REPO / ".ci" / "run").read_text()
+    for name in ("install-cpu", "install-dev", "test"):
+        assert f'"$(.ci/readme-commands {name})"' in ci, name
+    assert ".venv/bin/python -m pip install -q torch" not in ci  # the main venv gets torch only as the README says
+    missing = subprocess.run([str(REPO / ".ci" / "readme-commands"), "no-such-block"], capture_output=True, text=True)
+    assert missing.returncode != 0 and "no README block" in missing.stderr

@@ -569,4 +569,4 @@ def test_help_documents_the_images_options(command: list[str], capsys: pytest.Ca
     code, out, _ = run([*command, "--help"], capsys)
     assert code == 0
     text = " ".join(out.split())
-    assert "--images <files|embed|none>" in text and "<stem>_files/" in text and "--online-assets" in text
+    assert "--images [files|embed|none]" in text and "<stem>_files/" in text and "--online-assets" in text

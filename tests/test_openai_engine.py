@@ -314,12 +314,43 @@ def test_cli_unset_key_variable_is_a_usage_error(png_input: Path, capsys: pytest
 
 
 def test_cli_unknown_model_lists_what_the_server_serves(png_input: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with fake_server(FakeServer(models=("Qwen/Qwen2.5-VL-7B-Instruct",))) as address:
+    served = ("Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen2.5-VL-72B-Instruct")
+    with fake_server(FakeServer(models=served)) as address:
         code, _, err = run_cli([str(png_input), "--engine", "openai", "--api-base", address, "-q"], capsys)
-    assert code == 3
-    assert_one_line_error(err)
-    assert "does not serve 'Qwen/Qwen2.5-VL-3B-Instruct'" in err and "Qwen/Qwen2.5-VL-7B-Instruct" in err
-    assert "--served-model" in err
+        code_one, _, err_one = run_cli(
+            [
+                str(png_input),
+                "--engine",
+                "openai",
+                "--api-base",
+                address,
+                "--model",
+                "Qwen/Qwen2.5-VL-3B-Instruct",
+                "-q",
+            ],
+            capsys,
+        )
+    assert code == code_one == 3
+    for message in (err, err_one):
+        assert_one_line_error(message)
+        assert "does not serve 'Qwen/Qwen2.5-VL-3B-Instruct'" in message and "Qwen/Qwen2.5-VL-7B-Instruct" in message
+        assert "--served-model" in message
+
+
+def test_cli_without_model_uses_the_one_model_the_server_serves_and_says_so(
+    png_input: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = FakeServer(models=("my-qwen",))
+    with fake_server(server) as address:
+        code, out, err = run_cli([str(png_input), "--engine", "openai", "--api-base", address, "--to", "json"], capsys)
+        assert code == 0, err
+        assert "no --model given: using my-qwen, the one model the server serves" in err
+        assert json.loads(out)["pages"][0]["generation"]["model"] == "my-qwen"
+        # Named explicitly, a model the server lacks is still refused, even when it serves only one.
+        code, _, err = run_cli(
+            [str(png_input), "--engine", "openai", "--api-base", address, "--model", "other", "--no-cache"], capsys
+        )
+    assert code == 3 and "does not serve 'other'; it serves: my-qwen" in err
 
 
 def test_cli_api_base_without_v1_says_so(png_input: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -334,7 +365,8 @@ def test_cli_api_base_without_v1_says_so(png_input: Path, capsys: pytest.Capture
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--api-base", "http://x/v1"], "only apply to --engine openai"),
+        (["--api-base", "http://x/v1"], "--api-base only applies to --engine openai"),
+        (["--api-base", "http://x/v1", "--served-model", "m"], "--api-base, --served-model only apply to"),
         (["--engine", "openai"], "needs --api-base"),
         (["--engine", "openai", "--api-base", "localhost:8000"], "http(s) address"),
         (["--engine", "vllm"], "--engine"),

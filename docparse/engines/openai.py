@@ -432,6 +432,8 @@ def check_server(client: httpx2.Client, server: ServerOptions, name: str) -> Ser
         raise ModelUnavailableError(f"{where}/models is not an OpenAI-compatible model list (no data)")
     entries = {str(e.get("id")): e for e in data if isinstance(e, dict) and e.get("id") is not None}
     entry = entries.get(name)
+    if entry is None and server.pick_single and len(entries) == 1:
+        ((name, entry),) = entries.items()  # no --model given: the one model served
     if entry is None:
         served = ", ".join(sorted(entries)[:10]) or "nothing"
         raise ModelUnavailableError(

@@ -44,6 +44,11 @@ _WAYS_OUT = (
     "use --model PATH (a local checkpoint folder), or set HF_HUB_OFFLINE=1 with a pre-filled "
     "Hugging Face cache, or use a server with --engine openai --api-base URL"
 )
+# The same, when HF_HUB_OFFLINE is what kept the download from happening.
+_WAYS_OUT_OFFLINE = (
+    "use --model PATH (a local checkpoint folder), unset HF_HUB_OFFLINE to let it download, or use a "
+    "server with --engine openai --api-base URL"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,8 +246,8 @@ def find_checkpoint(model: str, revision: str | None = None) -> Path | None:
     if constants.HF_HUB_OFFLINE:
         state = "only partly" if cached is not None else "not"
         raise ModelUnavailableError(
-            f"model {_named(model, revision)} could not be had: it is {state} in the Hugging Face "
-            f"cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set; {_WAYS_OUT}"
+            f"model {_named(model, revision)} cannot be loaded: it is {state} in the Hugging Face "
+            f"cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set; {_WAYS_OUT_OFFLINE}"
         )
     return None
 
@@ -255,7 +260,8 @@ def _unavailable(model: str, revision: str | None, exc: BaseException) -> ModelU
     from huggingface_hub import constants
 
     return ModelUnavailableError(
-        f"model {_named(model, revision)} could not be had from {constants.ENDPOINT} ({_one_line(exc)}); {_WAYS_OUT}"
+        f"model {_named(model, revision)} could not be downloaded from {constants.ENDPOINT} ({_one_line(exc)}); "
+        f"{_WAYS_OUT}"
     )
 
 
