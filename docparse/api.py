@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypedDict, Unpack
 
-from docparse.config import Attn, Device, DType, Format, Images, WriteOptions, convert_options
+from docparse.config import Attn, Device, DType, Fallback, Format, Images, WriteOptions, convert_options
 from docparse.document import Document
 from docparse.engines.base import Engine
 from docparse.errors import DocparseError
@@ -42,6 +42,8 @@ class ConvertKeywords(TypedDict, total=False):
     served_model: str | None
     concurrency: int
     timeout: float
+    fallback: Fallback
+    snap_boxes: bool
 
 
 def option_names() -> list[str]:

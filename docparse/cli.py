@@ -38,6 +38,7 @@ from docparse.cli_help import (
     PANEL_ENGINE,
     PANEL_GENERAL,
     PANEL_INPUT,
+    PANEL_LAYER,
     PANEL_MODEL,
     PANEL_OUTPUT,
     PANEL_RETRIES,
@@ -596,6 +597,7 @@ def convert(
             min=0.0,
             max=1.0,
             show_default="off",
+            rich_help_panel=PANEL_LAYER,
         ),
     ] = None,
     fallback: Annotated[
@@ -604,11 +606,16 @@ def convert(
             "--fallback",
             help="text-layer: a page the model failed on (failed, or cut off or looping after every retry) "
             "takes its blocks from the PDF's text layer (status fallback-text-layer).",
+            rich_help_panel=PANEL_LAYER,
         ),
     ] = "none",
     snap_boxes: Annotated[
         bool,
-        typer.Option("--snap-boxes", help="Tighten each text block's box to the PDF text-layer words it holds."),
+        typer.Option(
+            "--snap-boxes",
+            help="Tighten each text block's box to the PDF text-layer words it holds.",
+            rich_help_panel=PANEL_LAYER,
+        ),
     ] = False,
     engine: Annotated[
         EngineKind,
