@@ -36,6 +36,7 @@ from docparse.config import (
     DEFAULT_TIMEOUT,
     AssembleOptions,
     Attn,
+    ClusterOptions,
     ConvertOptions,
     Device,
     DType,
@@ -506,6 +507,23 @@ def convert(
             "--timeout", help="--engine openai: seconds one request may take before the page fails.", min=0.001
         ),
     ] = DEFAULT_TIMEOUT,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Run the batch on a Ray cluster: auto (RAY_ADDRESS or a running `ray start`), local (start one "
+            "here), or an address such as ray://head:10001. Inputs and -o must be on a filesystem every node sees.",
+            metavar="ADDRESS",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="--ray: engine actors (default: one per GPU, else one).", min=1),
+    ] = None,
+    gpus_per_worker: Annotated[
+        float | None,
+        typer.Option("--gpus-per-worker", help="--ray: GPUs each engine actor holds (default: 1 if any).", min=0),
+    ] = None,
     quiet: QuietOption = False,
     version: Annotated[
         bool,
@@ -513,6 +531,8 @@ def convert(
     ] = False,
 ) -> int:
     from docparse.inputs import plan
+
+    cluster = cluster_options(ray, workers, gpus_per_worker, [*inputs, *([output] if output else [])])
 
     batch = len(inputs) > 1 or any(p.is_dir() for p in inputs)
     if batch:
@@ -576,12 +596,27 @@ def convert(
     run = BatchRun(work.jobs, options, write_options, batch=batch, quiet=quiet, fail_fast=fail_fast,
                    max_page_error_rate=max_page_error_rate)  # fmt: skip
     run.root = output if batch else None
+    run.cluster = cluster
     for warning in work.warnings:
         run.display.warning(warning)
     from docparse.cache import PageCache, default_cache_dir
 
     cache = None if no_cache else PageCache(cache_dir or default_cache_dir())
     return run.run(cache, report)
+
+
+def cluster_options(
+    address: str | None, workers: int | None, gpus_per_worker: float | None, paths: Sequence[Path]
+) -> ClusterOptions | None:
+    """--ray and its placement options, checked: None without --ray (where the others are an error)."""
+    if address is None:
+        if workers is not None or gpus_per_worker is not None:
+            raise UsageError("--workers and --gpus-per-worker only apply with --ray")
+        return None
+    from docparse.cluster import check_paths
+
+    check_paths(paths)
+    return ClusterOptions(address=address, workers=workers, gpus_per_worker=gpus_per_worker)
 
 
 REPORT_EVERY = 10.0  # seconds between rewrites of --report while a batch runs
@@ -619,6 +654,7 @@ class BatchRun:
         self.root: Path | None = None  # the output folder of a batch
         self.report_path: Path | None = None
         self.report_written = time.monotonic()
+        self.cluster: ClusterOptions | None = None  # --ray: the batch runs on a Ray cluster (docparse.cluster)
 
     def get_engine(self) -> Engine:
         if not self.engines:
@@ -729,14 +765,16 @@ class BatchRun:
         previous = signal.signal(signal.SIGINT, self._on_sigint) if in_main else None
         try:
             with self.display:
-                run_batch(
-                    [j.source for j in self.jobs],
-                    self.options,
-                    self.get_engine,
-                    cache=cache,
-                    events=self.on_event,
-                    stop=self.stop,
-                )
+                sources = [j.source for j in self.jobs]
+                if self.cluster is not None:
+                    from docparse.cluster import connect, run_cluster
+
+                    self.display.info(f"joining the Ray cluster ({self.cluster.address}) ...")
+                    connect(self.cluster.address)
+                    run_cluster(sources, self.options, self.cluster, cache=cache, events=self.on_event,
+                                stop=self.stop, info=self.display.info)  # fmt: skip
+                else:
+                    run_batch(sources, self.options, self.get_engine, cache=cache, events=self.on_event, stop=self.stop)
             code = self._exit_code()
             self.report.exit_code = code
         except DocparseError as exc:
