@@ -81,7 +81,7 @@ def connect(address: str) -> None:
     extra: dict[str, Any] = {"include_dashboard": False} if target == "local" else {}
     try:
         ray.init(address=target, runtime_env={"py_modules": [package]}, log_to_driver=False,
-                 logging_level=logging.WARNING, **extra)  # fmt: skip
+                 logging_level=logging.ERROR, **extra)  # fmt: skip
     except (ConnectionError, RuntimeError, ValueError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelUnavailableError(f"--ray {address}: no Ray cluster could be reached ({message})") from None
