@@ -16,6 +16,7 @@ memory, its node gone) loses no page: its calls go back to the queue and a new a
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -307,6 +308,8 @@ def run_cluster(
         if actor not in actors:
             return
         actors.remove(actor)
+        with contextlib.suppress(Exception):  # an actor only unreachable for now must not come back to answer
+            ray.kill(actor.handle)
         for ref in [r for r, (a, _) in calls.items() if a is actor]:
             requeue(calls.pop(ref)[1])
         deaths += 1
