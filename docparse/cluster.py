@@ -46,6 +46,7 @@ from docparse.pages import (
     render_page,
     replay_page,
 )
+from docparse.rasterize import open_input
 
 EngineFactory = Callable[[ConvertOptions], Engine]
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
@@ -92,8 +93,8 @@ def _render(path: str, source: str, options: ConvertOptions, sha: str, number: i
     """Ray task: one page rendered on any node. Returns (the finished page or None, its raster record) and
     the PageWork for the model (or None); the second stays in the object store for the actor."""
     try:
-        doc, _ = open_source(Path(path), options)
-    except DocparseError as exc:  # the file is not readable on this node (or changed since it was listed)
+        doc = open_input(Path(path), options.raster)  # not hashed again: the driver did, once
+    except DocparseError as exc:  # the file is not readable on this node
         return (_failed(number, str(exc)), None), None
     with doc:
         rendered, info = render_page(doc, options, sha, number)

@@ -210,3 +210,37 @@ def test_urls_and_placement_options_without_ray_are_usage_errors(tmp_path: Path)
         proc = subprocess.run([sys.executable, "-m", "docparse", *args], capture_output=True, text=True, timeout=60)
         assert proc.returncode == EXIT_USAGE, proc.stderr
         assert proc.stderr.startswith("docparse: error: ") and len(proc.stderr.splitlines()) == 1
+
+
+def test_a_stopped_cluster_run_finishes_its_calls_in_flight_and_reports_the_rest_interrupted(
+    cluster: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import threading
+
+    from docparse.cluster import run_cluster
+
+    sources = [many_pages(tmp_path / f"doc{i}.pdf", 3) for i in range(4)]
+    options = convert_options(model=str(tiny_model_dir), device="cpu", dtype="float32", max_new_tokens=12,
+                              max_pixels=200704, batch_size=1, max_retries=0)  # fmt: skip
+    stop = threading.Event()
+    done: list[FileDone] = []
+    pages: list[PageDone] = []
+
+    def on_event(event: Event) -> None:  # as Ctrl-C or --fail-fast do: set `stop` at the first document done
+        if isinstance(event, FileDone):
+            done.append(event)
+            stop.set()
+        elif isinstance(event, PageDone):
+            pages.append(event)
+
+    cache = PageCache(tmp_path / "cache")
+    assert run_cluster(sources, options, ClusterOptions(workers=1), cache=cache, events=on_event, stop=stop)
+    assert len(done) == 4 and done[0].document is not None
+    assert all(d.interrupted and d.document is None for d in done[1:])
+    answered = len(pages)
+    assert 3 <= answered < 12  # the call in flight finished (and was cached); nothing new was started
+
+    resumed: list[PageDone] = []
+    run_cluster(sources, options, ClusterOptions(workers=1), cache=cache,
+                events=lambda e: isinstance(e, PageDone) and resumed.append(e))  # fmt: skip
+    assert len(resumed) == 12 and sum(p.cached for p in resumed) == answered
