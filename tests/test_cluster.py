@@ -235,7 +235,7 @@ def test_a_stopped_cluster_run_finishes_its_calls_in_flight_and_reports_the_rest
 
     cache = PageCache(tmp_path / "cache")
     assert run_cluster(sources, options, ClusterOptions(workers=1), cache=cache, events=on_event, stop=stop)
-    assert len(done) == 4 and done[0].document is not None
+    assert 2 <= len(done) <= 4 and done[0].document is not None  # an input never opened is not started, as locally
     assert all(d.interrupted and d.document is None for d in done[1:])
     answered = len(pages)
     assert 3 <= answered < 12  # the call in flight finished (and was cached); nothing new was started
