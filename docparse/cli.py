@@ -35,6 +35,7 @@ from docparse.agreement import layer_warnings
 from docparse.cache import PageCache
 from docparse.cli_help import (
     PANEL_BATCH,
+    PANEL_CLUSTER,
     PANEL_ENGINE,
     PANEL_GENERAL,
     PANEL_INPUT,
@@ -49,6 +50,7 @@ from docparse.config import (
     DEFAULT_TIMEOUT,
     AssembleOptions,
     Attn,
+    ClusterOptions,
     ConvertOptions,
     Device,
     DType,
@@ -667,6 +669,34 @@ def convert(
             rich_help_panel=PANEL_ENGINE,
         ),
     ] = DEFAULT_TIMEOUT,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Run the batch on a Ray cluster: auto (RAY_ADDRESS or a running `ray start`), local (start one "
+            "here), or an address such as ray://head:10001. Inputs and -o must be on a filesystem every node sees.",
+            metavar="ADDRESS",
+            rich_help_panel=PANEL_CLUSTER,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="--ray: engine actors (default: one per GPU, else one).",
+            min=1,
+            rich_help_panel=PANEL_CLUSTER,
+        ),
+    ] = None,
+    gpus_per_worker: Annotated[
+        float | None,
+        typer.Option(
+            "--gpus-per-worker",
+            help="--ray: GPUs each engine actor holds (default: 1 if any).",
+            min=0,
+            rich_help_panel=PANEL_CLUSTER,
+        ),
+    ] = None,
     quiet: QuietOption = False,
     version: Annotated[
         bool,
@@ -682,6 +712,7 @@ def convert(
     from docparse.inputs import check_inputs, into_folder, plan
 
     check_inputs(inputs)
+    cluster = cluster_options(ray, workers, gpus_per_worker, [*inputs, *([Path(output_text)] if output_text else [])])
     batch = len(inputs) > 1 or any(p.is_dir() for p in inputs)
     output = None if output_text is None else Path(output_text)
     if not batch:
@@ -751,12 +782,27 @@ def convert(
     run = BatchRun(work.jobs, options, write_options, batch=batch, quiet=quiet, fail_fast=fail_fast,
                    max_page_error_rate=max_page_error_rate, min_layer_coverage=min_layer_coverage)  # fmt: skip
     run.root = output if batch else None
+    run.cluster = cluster
     for warning in work.warnings:
         run.display.warning(warning)
     from docparse.cache import PageCache, default_cache_dir
 
     cache = None if no_cache else PageCache(cache_dir or default_cache_dir())
     return run.run(cache, report)
+
+
+def cluster_options(
+    address: str | None, workers: int | None, gpus_per_worker: float | None, paths: Sequence[Path]
+) -> ClusterOptions | None:
+    """--ray and its placement options, checked: None without --ray (where the others are an error)."""
+    if address is None:
+        if workers is not None or gpus_per_worker is not None:
+            raise UsageError("--workers and --gpus-per-worker only apply with --ray")
+        return None
+    from docparse.cluster import check_paths
+
+    check_paths(paths)
+    return ClusterOptions(address=address, workers=workers, gpus_per_worker=gpus_per_worker)
 
 
 REPORT_EVERY = 10.0  # seconds between rewrites of --report while a batch runs
@@ -801,6 +847,7 @@ class BatchRun:
         self.root: Path | None = None  # the output folder of a batch
         self.report_path: Path | None = None
         self.report_written = time.monotonic()
+        self.cluster: ClusterOptions | None = None  # --ray: the batch runs on a Ray cluster (docparse.cluster)
 
     def get_engine(self) -> Engine:
         if not self.engines:
@@ -921,14 +968,16 @@ class BatchRun:
         previous = signal.signal(signal.SIGINT, self._on_sigint) if in_main else None
         try:
             with self.display:
-                run_batch(
-                    [j.source for j in self.jobs],
-                    self.options,
-                    self.get_engine,
-                    cache=cache,
-                    events=self.on_event,
-                    stop=self.stop,
-                )
+                sources = [j.source for j in self.jobs]
+                if self.cluster is not None:
+                    from docparse.cluster import connect, run_cluster
+
+                    self.display.info(f"joining the Ray cluster ({self.cluster.address}) ...")
+                    connect(self.cluster.address)
+                    run_cluster(sources, self.options, self.cluster, cache=cache, events=self.on_event,
+                                stop=self.stop, info=self.display.info)  # fmt: skip
+                else:
+                    run_batch(sources, self.options, self.get_engine, cache=cache, events=self.on_event, stop=self.stop)
             code = self._exit_code()
             self.report.exit_code = code
         except DocparseError as exc:

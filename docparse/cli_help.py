@@ -15,8 +15,19 @@ PANEL_ENGINE = "Server engine (--engine openai)"
 PANEL_RETRIES = "Retries and limits"
 PANEL_LAYER = "Text-layer check"
 PANEL_BATCH = "Batch, cache and report"
+PANEL_CLUSTER = "Cluster (Ray)"
 PANEL_GENERAL = "General"
-PANELS = (PANEL_INPUT, PANEL_OUTPUT, PANEL_MODEL, PANEL_ENGINE, PANEL_RETRIES, PANEL_LAYER, PANEL_BATCH, PANEL_GENERAL)
+PANELS = (
+    PANEL_INPUT,
+    PANEL_OUTPUT,
+    PANEL_MODEL,
+    PANEL_ENGINE,
+    PANEL_RETRIES,
+    PANEL_LAYER,
+    PANEL_BATCH,
+    PANEL_CLUSTER,
+    PANEL_GENERAL,
+)
 
 # Metavars that say what to type, for the options whose type alone says little.
 METAVARS = {

@@ -278,3 +278,18 @@ def server_options(
         concurrency=concurrency,
         timeout=timeout,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterOptions:
+    """`--ray`: the cluster a batch runs on (docparse.cluster), and how its engine actors are placed.
+
+    `address`: "auto" (the cluster RAY_ADDRESS or a running `ray start` names), "local" (start one on
+    this machine) or a Ray address (ray://host:10001, host:6379). `workers`: engine actors (None: one
+    per `gpus_per_worker` GPUs of the cluster, else one). `gpus_per_worker` (None: 1 when the cluster
+    has GPUs, else 0).
+    """
+
+    address: str = "auto"
+    workers: int | None = None
+    gpus_per_worker: float | None = None
