@@ -42,12 +42,14 @@ from docparse.config import (
     EngineKind,
     Format,
     Images,
+    Quantize,
     WriteOptions,
     convert_options,
     parse_batch_size,
 )
 from docparse.document import Document, Unit
 from docparse.engines.base import Engine
+from docparse.engines.gguf import DEFAULT_QUANT
 from docparse.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -477,7 +479,8 @@ def convert(
         EngineKind,
         typer.Option(
             "--engine",
-            help="Where the model runs: transformers (here) or openai (an OpenAI-compatible server: vLLM, SGLang).",
+            help="Where the model runs: transformers (here), llamacpp (a GGUF model in llama.cpp, here) or openai "
+            "(an OpenAI-compatible server: vLLM, SGLang).",
         ),
     ] = "transformers",
     api_base: Annotated[
@@ -506,6 +509,25 @@ def convert(
             "--timeout", help="--engine openai: seconds one request may take before the page fails.", min=0.001
         ),
     ] = DEFAULT_TIMEOUT,
+    quant: Annotated[
+        str,
+        typer.Option("--quant", help="--engine llamacpp: the GGUF quant picked from a hub repository, e.g. Q8_0."),
+    ] = DEFAULT_QUANT,
+    mmproj: Annotated[
+        str | None,
+        typer.Option(
+            "--mmproj",
+            help="--engine llamacpp: the vision projector .gguf beside --model FILE.gguf (default: the repository's).",
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", help="--engine llamacpp: CPU threads (default: every core available).", min=1),
+    ] = None,
+    quantize: Annotated[
+        Quantize | None,
+        typer.Option("--quantize", help="--engine transformers on a CPU: int8 (dynamic int8 Linear layers)."),
+    ] = None,
     quiet: QuietOption = False,
     version: Annotated[
         bool,
@@ -548,6 +570,10 @@ def convert(
         served_model=served_model,
         concurrency=concurrency,
         timeout=timeout,
+        quant=quant,
+        mmproj=mmproj,
+        threads=threads,
+        quantize=quantize,
     )
     write_options = WriteOptions(
         format=fmt,
