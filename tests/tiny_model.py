@@ -177,10 +177,10 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_serving_model(path: Path, vision_depth: int = 2) -> Path:
+def build_serving_model(path: Path, vision_depth: int = 2, init_std: float = INIT_STD) -> Path:
     """The tiny checkpoint plus what a server needs to format chat requests: a chat template for the
     tokenizer and the processor (Qwen2_5_VLProcessor, whose video processor needs torchvision)."""
-    build_tiny_model(path, vision_depth=vision_depth)
+    build_tiny_model(path, init_std=init_std, vision_depth=vision_depth)
     (path / "chat_template.jinja").write_text(CHAT_TEMPLATE)
     config_path = path / "tokenizer_config.json"
     config = json.loads(config_path.read_text())

@@ -60,6 +60,23 @@ def _library() -> tuple[Any, Any]:
     return llama_cpp, mtmd_cpp
 
 
+# The one log callback handed to llama.cpp: its logger is process-wide, so the callback must outlive every engine.
+_LOG_CALLBACK: list[Any] = []
+
+
+def _forward_log(_level: int, text: bytes, _data: Any) -> None:
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
+
+
+def _quiet_logs(lib: Any, mtmd: Any) -> None:
+    """llama.cpp logs every load to stderr; send it to this module's logger at debug level instead."""
+    if not _LOG_CALLBACK:
+        _LOG_CALLBACK.append(lib.llama_log_callback(_forward_log))
+        lib.llama_log_set(_LOG_CALLBACK[0], ctypes.c_void_p(0))
+        mtmd.mtmd_helper_log_set(_LOG_CALLBACK[0], ctypes.c_void_p(0))
+
+
 @dataclass(slots=True)
 class _Page:
     """One page of a call while it generates: its sequence, position, sampler and tokens so far."""
@@ -83,7 +100,7 @@ class LlamaCppEngine:
         self.threads = threads
         self.lib, self.mtmd = _library()
         lib, mtmd = self.lib, self.mtmd
-        self._quiet_logs()
+        _quiet_logs(lib, mtmd)
         lib.llama_backend_init()
         params = lib.llama_model_default_params()
         self.model = lib.llama_model_load_from_file(str(files.model).encode(), params)
@@ -118,17 +135,6 @@ class LlamaCppEngine:
         # Counters a caller may read (tests, benchmarks): image tokens checked, decode steps run.
         self.images_checked = 0
         self.decode_steps = 0
-
-    def _quiet_logs(self) -> None:
-        """llama.cpp logs every load to stderr; send it to this module's logger at debug level instead."""
-
-        def forward(_level: int, text: bytes, _data: Any) -> None:
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
-
-        self._log_callback = self.lib.llama_log_callback(forward)  # kept: C holds the pointer
-        self.lib.llama_log_set(self._log_callback, ctypes.c_void_p(0))
-        self.mtmd.mtmd_helper_log_set(self._log_callback, ctypes.c_void_p(0))
 
     @property
     def model_id(self) -> str:
