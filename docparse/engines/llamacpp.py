@@ -77,6 +77,10 @@ def _quiet_logs(lib: Any, mtmd: Any) -> None:
         mtmd.mtmd_helper_log_set(_LOG_CALLBACK[0], ctypes.c_void_p(0))
 
 
+class _NoContext(EngineError):
+    """llama.cpp could not allocate a context (KV cache) this big."""
+
+
 @dataclass(slots=True)
 class _Page:
     """One page of a call while it generates: its sequence, position, sampler and tokens so far."""
@@ -143,7 +147,7 @@ class LlamaCppEngine:
 
     @property
     def batch_size(self) -> int:
-        """Pages decoded together in one call: --batch-size, or 4 for auto."""
+        """Pages decoded together in one call: --batch-size, or 4 for auto; halved when their context does not fit."""
         return self._batch_size
 
     @property
@@ -175,7 +179,8 @@ class LlamaCppEngine:
         params.no_perf = True
         self.ctx = lib.llama_init_from_model(self.model, params)
         if not self.ctx:
-            raise EngineError(
+            self._capacity = (0, 0)
+            raise _NoContext(
                 f"llama.cpp could not make a context for {sequences} page(s) of {cells} tokens (out of memory?); "
                 f"use a smaller --batch-size, --max-pixels or --max-new-tokens"
             )
@@ -259,8 +264,15 @@ class LlamaCppEngine:
     def generate(self, images: Sequence[Image.Image], settings: GenerationSettings = GREEDY) -> list[Answer]:
         """The model's answer for each page, in page order, `batch_size` pages decoded together at a time."""
         answers: list[Answer] = []
-        for start in range(0, len(images), self._batch_size):
-            answers.extend(self._generate_chunk(images[start : start + self._batch_size], settings))
+        while len(answers) < len(images):
+            chunk = images[len(answers) : len(answers) + self._batch_size]
+            try:
+                answers.extend(self._generate_chunk(chunk, settings))
+            except _NoContext:
+                if len(chunk) == 1:
+                    raise
+                self._batch_size = max(1, len(chunk) // 2)  # kept for later calls, as the transformers engine does
+                log.info("no llama.cpp context for %d pages at once: batch size now %d", len(chunk), self._batch_size)
         return answers
 
     def _generate_chunk(self, images: Sequence[Image.Image], settings: GenerationSettings) -> list[Answer]:
