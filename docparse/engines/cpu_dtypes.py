@@ -28,11 +28,12 @@ def check_quantize(quantize: Quantize | None, device: str, dtype: DType) -> None
 def vision_dtype(device: str, dtype: DType, text_dtype: torch.dtype) -> torch.dtype:
     """The vision encoder's dtype: float32 on a CPU when `--dtype auto` chose bfloat16, else the model's.
 
-    Measured side by side on a 2-core AMD EPYC with native bfloat16 (AVX512-BF16; benchmarks/RESULTS.md,
-    cpu-dtypes), bfloat16 decodes faster than float32 (the language model reads half the bytes per token)
-    but runs the vision encoder slower (its big matmuls are compute-bound, and oneDNN's bfloat16 path
-    converts around every op): so under auto the encoder stays in float32 and the language model takes
-    bfloat16. An explicit --dtype is one dtype for the whole model.
+    On the issue's 2-core AMD EPYC with native bfloat16 (AVX512-BF16) bfloat16 decoded 1.3x faster than
+    float32 but ran the vision encoder at 0.6x (its big matmuls are compute-bound, and oneDNN's bfloat16
+    path converts around every op); on this project's machine of that kind the encoder ran as fast in
+    both (benchmarks/RESULTS.md, cpu-engines). So under auto the encoder stays float32 (never slower,
+    1.3 GB more for the 3B model) and the language model takes bfloat16. An explicit --dtype is one
+    dtype for the whole model.
     """
     import torch
 
