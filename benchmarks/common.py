@@ -110,7 +110,9 @@ def tiny_engine(device: str, dtype: str, max_new_tokens: int, batch_size: int | 
         return load_engine(options)
 
 
-def real_shape_engine(device: str, dtype: str, max_new_tokens: int, batch_size: int | None = None) -> Any:
+def real_shape_engine(
+    device: str, dtype: str, max_new_tokens: int, batch_size: int | None = None, config: Path | None = None
+) -> Any:
     """An engine around a random-weight model of the published Qwen2.5-VL-3B shape.
 
     The model is built from benchmarks/configs/qwen2_5_vl_3b.json directly on `device` (no
@@ -124,8 +126,8 @@ def real_shape_engine(device: str, dtype: str, max_new_tokens: int, batch_size: 
 
     tiny = tiny_engine("cpu", "float32", max_new_tokens)
     torch_dtype = resolve_dtype(cast(Any, dtype), device)
-    raw = json.loads((ROOT / "benchmarks" / "configs" / "qwen2_5_vl_3b.json").read_text())
-    raw.pop("_source")
+    raw = json.loads((config or ROOT / "benchmarks" / "configs" / "qwen2_5_vl_3b.json").read_text())
+    raw.pop("_source", None)
     for key in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
         raw[key] = getattr(tiny.model.config, key)
     config = Qwen2_5_VLConfig(**raw)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypedDict, Unpack
 
-from docparse.config import Attn, Device, DType, Fallback, Format, Images, WriteOptions, convert_options
+from docparse.config import Attn, Device, DType, Fallback, Format, Images, Quantize, WriteOptions, convert_options
 from docparse.document import Document
 from docparse.engines.base import Engine
 from docparse.errors import DocparseError
@@ -44,6 +44,10 @@ class ConvertKeywords(TypedDict, total=False):
     timeout: float
     fallback: Fallback
     snap_boxes: bool
+    quant: str
+    mmproj: str | None
+    threads: int | None
+    quantize: Quantize | None
 
 
 def option_names() -> list[str]:

@@ -43,14 +43,20 @@ def default_cache_dir() -> Path:
 
 def model_identity(options: ConvertOptions) -> dict[str, Any]:
     """What names the model that answers. Locally: the checkpoint, its revision and the dtype it runs in. On a
-    server (--engine openai): the name it serves the model under (its weights and dtype are the server's).
+    server (--engine openai): the name it serves the model under (its weights and dtype are the server's). A GGUF
+    model (--engine llamacpp): its files' digests, or its repository and quant (threads do not change answers).
     The engine kind is part of it: two engines' kernels do not give byte-identical answers."""
     m = options.model
     if options.engine == "openai":
         if options.server.pick_single:  # the one model the server serves, whichever name it has
             return {"engine": "openai", "model": None, "server": options.server.api_base}
         return {"engine": "openai", "model": options.server.served_model or m.model}
-    return {"engine": options.engine, "model": m.model, "revision": m.revision, "dtype": m.dtype}
+    if options.engine == "llamacpp":
+        from docparse.engines.gguf import gguf_identity
+
+        return gguf_identity(m.model, m.mmproj, m.quant, m.revision)
+    quantized = {"quantize": m.quantize} if m.quantize else {}
+    return {"engine": options.engine, "model": m.model, "revision": m.revision, "dtype": m.dtype, **quantized}
 
 
 def request_settings(options: ConvertOptions) -> dict[str, Any]:

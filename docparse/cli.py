@@ -58,12 +58,14 @@ from docparse.config import (
     Fallback,
     Format,
     Images,
+    Quantize,
     WriteOptions,
     convert_options,
     parse_batch_size,
 )
 from docparse.document import Document, Unit
 from docparse.engines.base import Engine
+from docparse.engines.gguf import DEFAULT_QUANT
 from docparse.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -624,7 +626,8 @@ def convert(
         typer.Option(
             "--engine",
             envvar="DOCPARSE_ENGINE",
-            help="Where the model runs: transformers (here) or openai (an OpenAI-compatible server: vLLM, SGLang).",
+            help="Where the model runs: transformers (here), llamacpp (a GGUF model in llama.cpp, here) or openai "
+            "(an OpenAI-compatible server: vLLM, SGLang).",
             rich_help_panel=PANEL_MODEL,
         ),
     ] = "transformers",
@@ -697,6 +700,39 @@ def convert(
             rich_help_panel=PANEL_CLUSTER,
         ),
     ] = None,
+    quant: Annotated[
+        str,
+        typer.Option(
+            "--quant",
+            help="--engine llamacpp: the GGUF quant picked from a hub repository, e.g. Q8_0.",
+            rich_help_panel=PANEL_ENGINE,
+        ),
+    ] = DEFAULT_QUANT,
+    mmproj: Annotated[
+        str | None,
+        typer.Option(
+            "--mmproj",
+            help="--engine llamacpp: the vision projector .gguf beside --model FILE.gguf (default: the repository's).",
+            rich_help_panel=PANEL_ENGINE,
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            help="--engine llamacpp: CPU threads (default: every core available).",
+            min=1,
+            rich_help_panel=PANEL_ENGINE,
+        ),
+    ] = None,
+    quantize: Annotated[
+        Quantize | None,
+        typer.Option(
+            "--quantize",
+            help="--engine transformers on a CPU: int8 (dynamic int8 Linear layers).",
+            rich_help_panel=PANEL_MODEL,
+        ),
+    ] = None,
     quiet: QuietOption = False,
     version: Annotated[
         bool,
@@ -752,6 +788,10 @@ def convert(
         timeout=timeout,
         fallback=fallback,
         snap_boxes=snap_boxes,
+        quant=quant,
+        mmproj=mmproj,
+        threads=threads,
+        quantize=quantize,
     )
     write_options = WriteOptions(
         format=fmt,

@@ -11,7 +11,7 @@ from typer.core import TyperCommand
 PANEL_INPUT = "Input"
 PANEL_OUTPUT = "Output"
 PANEL_MODEL = "Model"
-PANEL_ENGINE = "Server engine (--engine openai)"
+PANEL_ENGINE = "Engines (each option names the --engine it applies to)"
 PANEL_RETRIES = "Retries and limits"
 PANEL_LAYER = "Text-layer check"
 PANEL_BATCH = "Batch, cache and report"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from docparse.engines.gguf import DEFAULT_QUANT
 from docparse.errors import UsageError
 from docparse.prompt import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -23,9 +24,11 @@ Attn = Literal["auto", "sdpa", "flash_attention_2", "eager"]
 Format = Literal["md", "html", "json"]
 # Picture crops: saved beside the output, embedded as data URIs, or not made (docparse.assets).
 Images = Literal["files", "embed", "none"]
-EngineKind = Literal["transformers", "openai"]
 # --fallback: what a page the model failed on falls back to (docparse.agreement.fallback_page).
 Fallback = Literal["none", "text-layer"]
+EngineKind = Literal["transformers", "openai", "llamacpp"]
+# --quantize for the transformers engine on a CPU: dynamic int8 of the Linear layers (None: off).
+Quantize = Literal["int8"]
 
 # --engine openai: requests in flight (a vLLM server batches them continuously; see README "Serving
 # with vLLM or SGLang"), and seconds one request may take (a dense page is thousands of tokens).
@@ -62,6 +65,13 @@ class ModelOptions:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     # Pages per generate call; None ("auto"): the engine picks from free memory when it loads.
     batch_size: int | None = None
+    # --engine llamacpp: the GGUF quant picked from a hub repository, the vision projector file (None: the
+    # repository's), llama.cpp threads (None: every core this process may use).
+    quant: str = DEFAULT_QUANT
+    mmproj: str | None = None
+    threads: int | None = None
+    # --engine transformers: dynamic int8 of the Linear layers (CPU only).
+    quantize: Quantize | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +194,10 @@ def convert_options(
     timeout: float = DEFAULT_TIMEOUT,
     fallback: Fallback = "none",
     snap_boxes: bool = False,
+    quant: str = DEFAULT_QUANT,
+    mmproj: str | None = None,
+    threads: int | None = None,
+    quantize: Quantize | None = None,
 ) -> ConvertOptions:
     """The records for one conversion, from the CLI's options by name (the CLI and docparse.convert both
     build them here). `pages` is a range list such as "1-3,7,10-"; `model` None is the default model (or,
@@ -196,6 +210,7 @@ def convert_options(
         raise UsageError(f"--fallback {fallback!r}: use none or text-layer")
     if max_retries < 0 or (page_timeout is not None and page_timeout <= 0):
         raise UsageError("--max-retries must be 0 or more and --page-timeout above 0")
+    engine_only(engine, mmproj=mmproj, threads=threads, quantize=quantize)
     server = server_options(
         engine,
         api_base=api_base,
@@ -223,6 +238,10 @@ def convert_options(
             prompt=prompt,
             system_prompt=system_prompt,
             batch_size=batch_size,
+            quant=quant,
+            mmproj=mmproj,
+            threads=threads,
+            quantize=quantize,
         ),
         engine=engine,
         server=server,
@@ -245,7 +264,7 @@ def server_options(
 ) -> ServerOptions:
     """The server record for `engine`; UsageError when server options come without --engine openai,
     --engine openai comes without --api-base, or a value is out of range."""
-    if engine == "transformers":
+    if engine in ("transformers", "llamacpp"):
         given = [
             name
             for name, value in (
@@ -260,7 +279,7 @@ def server_options(
             raise UsageError(f"{', '.join(given)} only {verb} to --engine openai")
         return ServerOptions()
     if engine != "openai":
-        raise UsageError(f"unknown engine {engine!r}: use transformers or openai")
+        raise UsageError(f"unknown engine {engine!r}: use transformers, openai or llamacpp")
     if api_base is None:
         raise UsageError("--engine openai needs --api-base, e.g. http://127.0.0.1:8000/v1")
     base = api_base.strip().rstrip("/")
@@ -293,3 +312,13 @@ class ClusterOptions:
     address: str = "auto"
     workers: int | None = None
     gpus_per_worker: float | None = None
+
+
+def engine_only(engine: EngineKind, *, mmproj: str | None, threads: int | None, quantize: Quantize | None) -> None:
+    """UsageError for an engine's own options given to another engine, or out of range."""
+    if engine != "llamacpp" and (mmproj is not None or threads is not None):
+        raise UsageError("--mmproj and --threads only apply to --engine llamacpp")
+    if threads is not None and threads < 1:
+        raise UsageError("--threads must be at least 1")
+    if quantize is not None and engine != "transformers":
+        raise UsageError(f"--quantize {quantize} applies to --engine transformers (llama.cpp: pick a GGUF --quant)")

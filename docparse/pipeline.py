@@ -140,6 +140,17 @@ def _on_displayed_page(page: Page, turn: int, width: float, height: float, notes
     )
 
 
+def engine_settings(options: ConvertOptions) -> dict[str, JSONValue]:
+    """The engine and its weight format, where they are not the transformers engine in the checkpoint's dtype."""
+    m = options.model
+    settings: dict[str, JSONValue] = {} if options.engine == "transformers" else {"engine": options.engine}
+    if options.engine == "llamacpp":
+        settings["quant"] = None if m.model.lower().endswith(".gguf") else m.quant
+    if m.quantize is not None:
+        settings["quantize"] = m.quantize
+    return settings
+
+
 def document_metadata(sha256: str, options: ConvertOptions, page_count: int, model: str) -> dict[str, JSONValue]:
     """The metadata of a converted document: its input's hash, the model and every setting that shaped it."""
     m = options.model
@@ -150,6 +161,7 @@ def document_metadata(sha256: str, options: ConvertOptions, page_count: int, mod
         "model": model,
         "revision": m.revision,
         **request_settings(options),
+        **engine_settings(options),
         "decoding": "greedy",
         "batch_size": m.batch_size if m.batch_size is not None else "auto",
         "merge": options.assemble.merge,

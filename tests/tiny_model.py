@@ -58,7 +58,7 @@ def _tokenizer() -> Tokenizer:
     return tok
 
 
-def build_tiny_model(path: Path, init_std: float = INIT_STD) -> Path:
+def build_tiny_model(path: Path, init_std: float = INIT_STD, vision_depth: int = 2) -> Path:
     """Write a Qwen2.5-VL checkpoint folder with random weights (seed 0, float32) at `path`; return `path`.
 
     The folder has what a released checkpoint has: config.json (model_type qwen2_5_vl, text_config and
@@ -67,6 +67,8 @@ def build_tiny_model(path: Path, init_std: float = INIT_STD) -> Path:
     preprocessor_config.json for the Qwen2-VL image processor (loads with or without torchvision).
     Token ids are the tiny tokenizer's, not Qwen's 151xxx. Same bytes of weights on every call.
     At Qwen's own `init_std` of 0.02 the model loops greedily on one token (the looping fixture).
+    `vision_depth` vision blocks, every second one full attention (llama.cpp's converter maps the merger's
+    layer 2 by block number, so GGUF needs at least 3: tests/gguf_model.py builds 4).
     """
     path.mkdir(parents=True, exist_ok=True)
     backend = _tokenizer()
@@ -104,7 +106,7 @@ def build_tiny_model(path: Path, init_std: float = INIT_STD) -> Path:
             "pad_token_id": ids["<|endoftext|>"],
         },
         vision_config={
-            "depth": 2,
+            "depth": vision_depth,
             "hidden_size": 32,
             "intermediate_size": 64,
             "num_heads": 2,
@@ -115,7 +117,8 @@ def build_tiny_model(path: Path, init_std: float = INIT_STD) -> Path:
             "temporal_patch_size": 2,
             "window_size": 112,
             "out_hidden_size": 64,
-            "fullatt_block_indexes": [1],  # block 0 windowed, block 1 full, like the real 7/15/23/31
+            # block 0 windowed, block 1 full, ..., like the real 7/15/23/31
+            "fullatt_block_indexes": list(range(1, vision_depth, 2)),
             "tokens_per_second": 2,
             "initializer_range": init_std,
         },
@@ -174,10 +177,10 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_serving_model(path: Path) -> Path:
+def build_serving_model(path: Path, vision_depth: int = 2, init_std: float = INIT_STD) -> Path:
     """The tiny checkpoint plus what a server needs to format chat requests: a chat template for the
     tokenizer and the processor (Qwen2_5_VLProcessor, whose video processor needs torchvision)."""
-    build_tiny_model(path)
+    build_tiny_model(path, init_std=init_std, vision_depth=vision_depth)
     (path / "chat_template.jinja").write_text(CHAT_TEMPLATE)
     config_path = path / "tokenizer_config.json"
     config = json.loads(config_path.read_text())

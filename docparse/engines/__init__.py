@@ -12,10 +12,15 @@ if TYPE_CHECKING:
 def open_engine(options: ConvertOptions) -> Engine:
     """The engine `options.engine` names, loaded or connected and ready to generate.
 
-    "transformers" loads the checkpoint locally; "openai" connects to the OpenAI-compatible server at
-    `options.server.api_base`. Raises ModelUnavailableError (exit 3) when the model or server cannot be
-    had, UsageError for settings that cannot work. Heavy imports happen here, not at module import.
+    "transformers" loads the checkpoint locally; "llamacpp" a GGUF model in llama.cpp; "openai" connects to
+    the OpenAI-compatible server at `options.server.api_base`. Raises ModelUnavailableError (exit 3) when
+    the model or server cannot be had, UsageError for settings that cannot work. Heavy imports happen
+    here, not at module import.
     """
+    if options.engine == "llamacpp":
+        from docparse.engines.llamacpp import load_llamacpp_engine
+
+        return load_llamacpp_engine(options.model, options.raster)
     if options.engine == "openai":
         from docparse.engines.openai import open_openai_engine
 
@@ -23,3 +28,10 @@ def open_engine(options: ConvertOptions) -> Engine:
     from docparse.engines.transformers import load_engine
 
     return load_engine(options.model, options.raster.max_pixels)
+
+
+def is_gguf_model(model: str, mmproj: str | None = None) -> bool:
+    """True when `model` (with `mmproj`) names a GGUF model, for llama.cpp: what `--engine auto` asks."""
+    from docparse.engines.gguf import is_gguf_model as check
+
+    return check(model, mmproj)

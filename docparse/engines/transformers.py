@@ -20,6 +20,7 @@ from PIL import Image
 from docparse.config import Attn, Device, DType, ModelOptions
 from docparse.document import FinishReason, Generation
 from docparse.engines.base import GREEDY, Answer, Engine, GenerationSettings
+from docparse.engines.cpu_dtypes import apply_cpu_dtypes, check_quantize, language_dtype, visual_module
 from docparse.errors import EngineError, ModelUnavailableError, UsageError
 from docparse.prompt import DEFAULT_MAX_PIXELS, FACTOR, chat_text
 
@@ -620,7 +621,7 @@ class TransformersEngine:
             inputs = self.build_inputs(images)
         prompt_len = inputs["input_ids"].shape[1]
         tokens_in = [int(n) for n in inputs["attention_mask"].sum(dim=1)]
-        dtype = self.model.dtype
+        dtype = visual_module(self.model).dtype  # pixel values go in at the vision encoder's dtype
         loops = RepetitionStop(prompt_len)
         budget = TimeBudget(settings.time_limit, start) if settings.time_limit is not None else None
         criteria = StoppingCriteriaList([c for c in (loops if settings.stop_on_repetition else None, budget) if c])
@@ -751,7 +752,7 @@ class TransformersEngine:
         )
         page_bytes, shared_bytes = page_memory(
             self.model.config,
-            self.model.dtype.itemsize,
+            language_dtype(self.model).itemsize,
             max_pixels,
             self.options.max_new_tokens,
             text_tokens,
@@ -788,7 +789,8 @@ def load_engine(options: ModelOptions, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     if folder is None:
         check_hub(options.model, options.revision)
     device = resolve_device(options.device)
-    dtype = resolve_dtype(options.dtype, device)
+    check_quantize(options.quantize, device, options.dtype)
+    dtype = resolve_dtype("float32" if options.quantize else options.dtype, device)
     attn = resolve_attn(options.attn, device, dtype)
     if folder is None:
         folder = download_checkpoint(options.model, options.revision)
@@ -805,6 +807,8 @@ def load_engine(options: ModelOptions, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     except (OSError, ValueError, ImportError, KeyError) as exc:
         raise ModelUnavailableError(f"model {options.model}: cannot load {folder}: {_one_line(exc)}") from exc
     model.eval()
+    if device == "cpu":
+        apply_cpu_dtypes(model, device, options.dtype, options.quantize)
     engine = TransformersEngine(options, folder, model, tokenizer, image_processor, device)
     if options.batch_size is None:
         plan = engine.plan_batch_size(max_pixels)
