@@ -24,7 +24,7 @@ def convert(
     `options` are the command line's options by their Python names (`pages="1-3"`, `model=...`,
     `device="cuda"`, `max_pixels=...`, `merge=False`, `keep_raw=Path(...)`, `api_base=...`; see
     docparse.config.convert_options), turned into the same option records. `engine` is an engine
-    kind as --engine takes it ("transformers", "openai"), or an Engine object. Without an Engine
+    kind as --engine takes it ("auto", "transformers", "vllm", "openai"), or an Engine object. Without an Engine
     object the engine is opened (and closed afterwards) only once the input has opened; an engine
     you pass is left open, so one loaded model can serve many files. Raises docparse.errors.DocparseError
     subclasses (UsageError, InputError, ModelUnavailableError); a page the engine fails on becomes a
@@ -36,6 +36,8 @@ def convert(
     if isinstance(engine, str):  # an engine kind, as --engine takes it
         options["engine"] = engine
         engine = None
+    elif engine is not None:
+        options.setdefault("engine", "transformers")  # names the object's answers in the cache, as before
     records = convert_options(**options)
     loaded: list[Engine] = []
 

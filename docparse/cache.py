@@ -48,6 +48,10 @@ def model_identity(options: ConvertOptions) -> dict[str, Any]:
     m = options.model
     if options.engine == "openai":
         return {"engine": "openai", "model": options.server.served_model or m.model}
+    if options.engine == "vllm":
+        # Sharding changes the order of the sums, hence the last bits of the logits.
+        tp = options.vllm.tensor_parallel
+        return {"engine": "vllm", "model": m.model, "revision": m.revision, "dtype": m.dtype, "tensor_parallel": tp}
     return {"engine": options.engine, "model": m.model, "revision": m.revision, "dtype": m.dtype}
 
 

@@ -477,9 +477,11 @@ def convert(
         EngineKind,
         typer.Option(
             "--engine",
-            help="Where the model runs: transformers (here) or openai (an OpenAI-compatible server: vLLM, SGLang).",
+            help="Where the model runs: auto (vllm with a CUDA GPU and vLLM installed, else transformers; openai "
+            "with --api-base), transformers (here), vllm (vLLM embedded here) or openai (an OpenAI-compatible "
+            "server: vLLM, SGLang).",
         ),
-    ] = "transformers",
+    ] = "auto",
     api_base: Annotated[
         str | None,
         typer.Option("--api-base", help="--engine openai: the server's API address, e.g. http://host:8000/v1."),
@@ -506,6 +508,20 @@ def convert(
             "--timeout", help="--engine openai: seconds one request may take before the page fails.", min=0.001
         ),
     ] = DEFAULT_TIMEOUT,
+    tensor_parallel: Annotated[
+        int,
+        typer.Option("--tensor-parallel", help="--engine vllm: GPUs on this host to shard the model over.", min=1),
+    ] = 1,
+    gpu_memory_utilization: Annotated[
+        float | None,
+        typer.Option(
+            "--gpu-memory-utilization",
+            help="--engine vllm: share of each GPU's memory vLLM may take (weights, activations, KV cache).",
+            min=0.0,
+            max=1.0,
+            show_default="vLLM's 0.92",
+        ),
+    ] = None,
     quiet: QuietOption = False,
     version: Annotated[
         bool,
@@ -548,6 +564,8 @@ def convert(
         served_model=served_model,
         concurrency=concurrency,
         timeout=timeout,
+        tensor_parallel=tensor_parallel,
+        gpu_memory_utilization=gpu_memory_utilization,
     )
     write_options = WriteOptions(
         format=fmt,
@@ -637,7 +655,8 @@ class BatchRun:
             started = time.monotonic()
             self.engines.append(open_engine(self.options))
             ready = f"model ready in {time.monotonic() - started:.1f} s, batch size {self.engines[0].batch_size}"
-            self.display.info(ready)
+            summary = getattr(self.engines[0], "summary", None)  # engine, model, dtype, KV cache (vllm)
+            self.display.info(f"{ready}; {summary()}" if callable(summary) else ready)
         return self.engines[0]
 
     def _failure(self) -> None:

@@ -23,7 +23,8 @@ Attn = Literal["auto", "sdpa", "flash_attention_2", "eager"]
 Format = Literal["md", "html", "json"]
 # Picture crops: saved beside the output, embedded as data URIs, or not made (docparse.assets).
 Images = Literal["files", "embed", "none"]
-EngineKind = Literal["transformers", "openai"]
+# "auto" is resolved by docparse.engines.choose_engine when the options are built: a record holds a concrete kind.
+EngineKind = Literal["auto", "transformers", "openai", "vllm"]
 
 # --engine openai: requests in flight (a vLLM server batches them continuously; see README "Serving
 # with vLLM or SGLang"), and seconds one request may take (a dense page is thousands of tokens).
@@ -79,6 +80,17 @@ class ServerOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class VllmOptions:
+    """The embedded vLLM engine (`--engine vllm`): GPUs to shard the model over, and the share of each
+    GPU's memory vLLM may take (None: vLLM's default; on a CPU docparse sizes the KV cache itself).
+    `in_flight` is the pages vLLM holds at once (None: 64 on a GPU, 8 on a CPU)."""
+
+    tensor_parallel: int = 1
+    gpu_memory_utilization: float | None = None
+    in_flight: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AssembleOptions:
     """How pages become one document (docparse.assemble).
 
@@ -98,6 +110,7 @@ class ConvertOptions:
     # Which engine answers (docparse.engines.open_engine); `server` is read by --engine openai only.
     engine: EngineKind = "transformers"
     server: ServerOptions = ServerOptions()
+    vllm: VllmOptions = VllmOptions()
     assemble: AssembleOptions = AssembleOptions()
     keep_raw: Path | None = None
     # Retries of a page whose answer looped or was cut off (docparse.recover), and the seconds of
@@ -157,12 +170,14 @@ def convert_options(
     keep_raw: Path | None = None,
     max_retries: int = 3,
     page_timeout: float | None = None,
-    engine: EngineKind = "transformers",
+    engine: EngineKind = "auto",
     api_base: str | None = None,
     api_key_env: str | None = None,
     served_model: str | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     timeout: float = DEFAULT_TIMEOUT,
+    tensor_parallel: int = 1,
+    gpu_memory_utilization: float | None = None,
 ) -> ConvertOptions:
     """The records for one conversion, from the CLI's options by name (the CLI and docparse.convert both
     build them here). `pages` is a range list such as "1-3,7,10-". Raises UsageError for bad values."""
@@ -172,6 +187,11 @@ def convert_options(
         raise UsageError("--batch-size and --max-new-tokens must be at least 1")
     if max_retries < 0 or (page_timeout is not None and page_timeout <= 0):
         raise UsageError("--max-retries must be 0 or more and --page-timeout above 0")
+    if engine == "auto":
+        from docparse.engines import resolve_auto
+
+        engine = resolve_auto(api_base is not None)
+    vllm = vllm_options(engine, tensor_parallel, gpu_memory_utilization)
     server = server_options(
         engine,
         api_base=api_base,
@@ -200,6 +220,7 @@ def convert_options(
         ),
         engine=engine,
         server=server,
+        vllm=vllm,
         assemble=AssembleOptions(merge=merge),
         keep_raw=keep_raw,
         max_retries=max_retries,
@@ -218,7 +239,7 @@ def server_options(
 ) -> ServerOptions:
     """The server record for `engine`; UsageError when server options come without --engine openai,
     --engine openai comes without --api-base, or a value is out of range."""
-    if engine == "transformers":
+    if engine in ("transformers", "vllm"):
         given = [
             name
             for name, value in (
@@ -232,7 +253,7 @@ def server_options(
             raise UsageError(f"{', '.join(given)} only apply to --engine openai")
         return ServerOptions()
     if engine != "openai":
-        raise UsageError(f"unknown engine {engine!r}: use transformers or openai")
+        raise UsageError(f"unknown engine {engine!r}: use auto, transformers, vllm or openai")
     if api_base is None:
         raise UsageError("--engine openai needs --api-base, e.g. http://127.0.0.1:8000/v1")
     base = api_base.strip().rstrip("/")
@@ -250,3 +271,14 @@ def server_options(
         concurrency=concurrency,
         timeout=timeout,
     )
+
+
+def vllm_options(engine: EngineKind, tensor_parallel: int, gpu_memory_utilization: float | None) -> VllmOptions:
+    """The vLLM record; UsageError for values out of range, or vLLM options given to another engine."""
+    if engine != "vllm" and (tensor_parallel != 1 or gpu_memory_utilization is not None):
+        raise UsageError("--tensor-parallel and --gpu-memory-utilization only apply to --engine vllm")
+    if tensor_parallel < 1:
+        raise UsageError(f"--tensor-parallel {tensor_parallel}: must be at least 1")
+    if gpu_memory_utilization is not None and not 0 < gpu_memory_utilization <= 1:
+        raise UsageError(f"--gpu-memory-utilization {gpu_memory_utilization:g}: must be above 0 and at most 1")
+    return VllmOptions(tensor_parallel=tensor_parallel, gpu_memory_utilization=gpu_memory_utilization)
