@@ -477,8 +477,8 @@ def convert(
         EngineKind,
         typer.Option(
             "--engine",
-            help="Where the model runs: auto (vllm with a CUDA GPU and vLLM installed, else transformers; openai "
-            "with --api-base), transformers (here), vllm (vLLM embedded here) or openai (an OpenAI-compatible "
+            help="Where the model runs: auto (vllm with a CUDA GPU and vLLM installed, else transformers), "
+            "transformers (here), vllm (vLLM embedded here) or openai (an OpenAI-compatible "
             "server: vLLM, SGLang).",
         ),
     ] = "auto",

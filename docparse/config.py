@@ -190,7 +190,7 @@ def convert_options(
     if engine == "auto":
         from docparse.engines import resolve_auto
 
-        engine = resolve_auto(api_base is not None)
+        engine = resolve_auto()
     vllm = vllm_options(engine, tensor_parallel, gpu_memory_utilization)
     server = server_options(
         engine,

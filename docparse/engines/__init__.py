@@ -11,16 +11,14 @@ if TYPE_CHECKING:
 Concrete = Literal["transformers", "openai", "vllm"]
 
 
-def choose_engine(requested: EngineKind, *, api_base: bool, vllm_installed: bool, cuda: bool) -> Concrete:
+def choose_engine(requested: EngineKind, *, vllm_installed: bool, cuda: bool) -> Concrete:
     """The engine `requested` stands for, from what this machine has (pure: the caller probes).
 
-    An explicit kind is kept. `auto`: the server engine when an --api-base is given; else vLLM when it
-    is installed and a CUDA GPU is present (continuous batching, paged KV cache); else transformers.
+    An explicit kind is kept. `auto`: vLLM when it is installed and a CUDA GPU is present (continuous
+    batching, paged KV cache), else transformers. The server engine is only ever asked for by name.
     """
     if requested != "auto":
         return requested
-    if api_base:
-        return "openai"
     if vllm_installed and cuda:
         return "vllm"
     return "transformers"
@@ -33,12 +31,12 @@ def cuda_present() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def resolve_auto(api_base: bool) -> Concrete:
+def resolve_auto() -> Concrete:
     """`--engine auto` on this machine: probes vLLM (cheaply) and, only where it is installed, CUDA."""
     from docparse.engines.vllm import vllm_installed
 
     installed = vllm_installed()
-    return choose_engine("auto", api_base=api_base, vllm_installed=installed, cuda=installed and cuda_present())
+    return choose_engine("auto", vllm_installed=installed, cuda=installed and cuda_present())
 
 
 def open_engine(options: ConvertOptions) -> Engine:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import importlib.util
 import itertools
 import json
@@ -256,7 +257,6 @@ class VllmEngine:
         )
 
     async def _page(self, image: Image.Image, settings: GenerationSettings) -> Answer:
-        from docparse.engines.stopping import MIN_TOKENS, WINDOW, looping_tail
 
         width, height = image.size
         if width % FACTOR or height % FACTOR:
@@ -267,35 +267,8 @@ class VllmEngine:
             "multi_modal_data": {"image": image if image.mode == "RGB" else image.convert("RGB")},
         }
         start = time.perf_counter()
-        ids: list[int] = []
-        prompt_ids: list[int] | None = None
-        reason: FinishReason = "length"
-        stride = 4  # as the transformers engine's RepetitionStop: same ids, same cut
         try:
-            async with asyncio.timeout(settings.time_limit):
-                async for out in self.llm.generate(prompt, self.sampling(settings), request_id=request_id):
-                    if prompt_ids is None and out.prompt_token_ids is not None:
-                        prompt_ids = list(out.prompt_token_ids)
-                    before = len(ids)
-                    ids.extend(out.outputs[0].token_ids)
-                    looped = settings.stop_on_repetition and next(
-                        (
-                            n
-                            for n in range(before + 1, len(ids) + 1)
-                            if n >= MIN_TOKENS and n % stride == 0 and looping_tail(_tail(ids, n, WINDOW))
-                        ),
-                        None,
-                    )
-                    if looped:
-                        del ids[looped:]
-                        reason = "repetition"
-                        await self.llm.abort(request_id)
-                        break
-                    if out.finished:
-                        reason = "stop" if out.outputs[0].finish_reason == "stop" else "length"
-        except TimeoutError:
-            await self.llm.abort(request_id)
-            reason = "time"
+            prompt_ids, ids, reason = await self._stream(prompt, settings, request_id)
         except (EngineError, asyncio.CancelledError):
             raise
         except Exception as exc:  # a request vLLM refuses or fails on: this page fails, the rest go on
@@ -318,6 +291,42 @@ class VllmEngine:
             finish_reason=reason,
         )
         return Answer(text=text, generation=generation)
+
+    async def _stream(
+        self, prompt: dict[str, Any], settings: GenerationSettings, request_id: str
+    ) -> tuple[list[int] | None, list[int], FinishReason]:
+        """Run one request, reading its tokens as they come; abort it once it loops or runs out of time.
+
+        Returns the prompt's ids (None if vLLM sent nothing in time), the generated ids and the finish
+        reason. A loop is looked for at every 4th token from MIN_TOKENS on, as the transformers engine's
+        RepetitionStop does, so both cut a looping answer at the same token.
+        """
+        from docparse.engines.stopping import MIN_TOKENS, WINDOW, looping_tail
+
+        ids: list[int] = []
+        prompt_ids: list[int] | None = None
+        reason: FinishReason = "length"
+        stride = 4
+        stream = self.llm.generate(prompt, self.sampling(settings), request_id=request_id)
+        try:
+            async with contextlib.aclosing(stream), asyncio.timeout(settings.time_limit):
+                async for out in stream:
+                    if prompt_ids is None and out.prompt_token_ids is not None:
+                        prompt_ids = list(out.prompt_token_ids)
+                    before = len(ids)
+                    ids.extend(out.outputs[0].token_ids)
+                    if settings.stop_on_repetition:
+                        for n in range(before + 1, len(ids) + 1):
+                            if n >= MIN_TOKENS and n % stride == 0 and looping_tail(_tail(ids, n, WINDOW)):
+                                del ids[n:]
+                                await self.llm.abort(request_id)
+                                return prompt_ids, ids, "repetition"
+                    if out.finished:
+                        reason = "stop" if out.outputs[0].finish_reason == "stop" else "length"
+        except TimeoutError:
+            await self.llm.abort(request_id)
+            reason = "time"
+        return prompt_ids, ids, reason
 
     def check_image_tokens(self, prompt_ids: Sequence[int], width: int, height: int) -> None:
         """EngineError unless the prompt holds exactly the image tokens of a `width` x `height` image."""
