@@ -179,8 +179,10 @@ def test_a_pdf_through_vllm_matches_the_transformers_engine(vllm_python: Path, m
         assert page["generation"]["tokens_in"] > image_token_count(w, h)
     # Greedy float32 decoding of the same checkpoint: the same tokens, so the same documents.
     assert [comparable(p) for p in ours] == [comparable(p) for p in theirs]
-    raw = sorted((tmp_path / "raw-vllm").iterdir())
-    assert len(raw) == 3 and all(json.loads(r.read_text())["raw"] for r in raw)
+    # --keep-raw: each page's answer and its record, with the size the model saw.
+    sidecars = sorted((tmp_path / "raw-vllm").glob("*.json"))
+    assert [json.loads(p.read_text())["image_size"] for p in sidecars] == [p["image_size"] for p in ours]
+    assert all(p.with_suffix(".html").read_text() for p in sidecars)
 
 
 @pytest.mark.slow
@@ -252,7 +254,8 @@ def test_errors_leave_no_vllm_processes(vllm_python: Path, model32: Path, tmp_pa
     args = [str(pdf), "--max-pixels", str(MAX_PIXELS), *model_args(model32, 8, 0), "--engine", "vllm"]
     proc, left = run(vllm_python, [*args, "--gpu-memory-utilization", "0.99"], tmp_path)
     assert proc.returncode == 3, proc.stderr[-3000:]
-    assert proc.stderr.splitlines()[-1].startswith("docparse: model ") and "vLLM could not start" in proc.stderr
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith(f"docparse: error: model {model32}: vLLM could not start: "), last
     assert not left, f"vLLM processes left behind after a failed start: {left}"
     # A batch stopped by --fail-fast after a broken file, with vLLM running.
     docs = tmp_path / "docs"

@@ -33,7 +33,7 @@ def cuda_present() -> bool:
 
 def resolve_auto() -> Concrete:
     """`--engine auto` on this machine: probes vLLM (cheaply) and, only where it is installed, CUDA."""
-    from docparse.engines.vllm import vllm_installed
+    from docparse.engines.vllm_setup import vllm_installed
 
     installed = vllm_installed()
     return choose_engine("auto", vllm_installed=installed, cuda=installed and cuda_present())

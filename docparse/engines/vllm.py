@@ -5,15 +5,11 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import importlib.util
 import itertools
-import json
-import os
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +18,17 @@ from PIL import Image
 from docparse.config import ModelOptions, RasterOptions, VllmOptions
 from docparse.document import FinishReason, Generation
 from docparse.engines.base import GREEDY, Answer, GenerationSettings
+from docparse.engines.vllm_setup import (
+    IN_FLIGHT,
+    Sizing,
+    device_kind,
+    engine_args,
+    eos_ids,
+    one_line,
+    quiet_vllm_logs,
+    repetition_penalty,
+    vllm_installed,
+)
 from docparse.errors import EngineError, ModelUnavailableError
 from docparse.prompt import FACTOR, chat_text, image_token_count
 
@@ -29,76 +36,9 @@ if TYPE_CHECKING:
     from docparse.engines.base import Engine
 
 IMAGE_PAD = "<|image_pad|>"
-# Pages in flight at once: vLLM batches them continuously; a GPU keeps far more busy than a CPU.
-IN_FLIGHT = {"cuda": 64, "cpu": 8}
-# Room in each sequence beyond the image and the answer: the prompt's text tokens.
-TEXT_ROOM = 256
-# On a CPU vLLM reserves --gpu-memory-utilization of all RAM; docparse sizes the KV cache itself instead,
-# for the pages in flight at full length, within this share of the RAM available at startup.
-CPU_KV_SHARE = 0.25
 # Seconds vLLM's processes get to end after SIGTERM before they are killed (its own default is 5; a busy
 # 2-core machine needs more for the EngineCore to stop its worker).
 SHUTDOWN_WAIT = 20.0
-
-
-def vllm_installed() -> bool:
-    """Whether the vllm package can be imported here (found, not imported: importing it takes seconds)."""
-    return importlib.util.find_spec("vllm") is not None
-
-
-@dataclass(frozen=True, slots=True)
-class Sizing:
-    """What the engine was started with: its dtype, the longest sequence, and the KV cache vLLM made."""
-
-    dtype: str
-    max_model_len: int
-    kv_tokens: int
-    kv_bytes: int | None
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[-1] if lines else ''}".rstrip(": ")
-
-
-def _checkpoint_config(folder: Path) -> dict[str, Any]:
-    return dict(json.loads((folder / "config.json").read_text(encoding="utf-8")))
-
-
-def kv_bytes_per_token(config: dict[str, Any], dtype_bytes: int) -> int:
-    """KV-cache bytes one token takes in the language model: 2 x layers x KV heads x head size x dtype bytes."""
-    text = config.get("text_config") or config
-    heads = int(text["num_attention_heads"])
-    kv_heads = int(text.get("num_key_value_heads") or heads)
-    head_dim = int(text.get("head_dim") or int(text["hidden_size"]) // heads)
-    return 2 * int(text["num_hidden_layers"]) * kv_heads * head_dim * dtype_bytes
-
-
-def _repetition_penalty(folder: Path) -> float:
-    """The checkpoint's own repetition penalty (1.05 in Qwen's releases), kept as the transformers engine keeps it."""
-    try:
-        value = json.loads((folder / "generation_config.json").read_text(encoding="utf-8")).get("repetition_penalty")
-    except (OSError, ValueError, AttributeError):
-        return 1.0
-    return float(value) if isinstance(value, int | float) else 1.0
-
-
-def _eos_ids(folder: Path, tokenizer: Any) -> list[int]:
-    """End-of-sequence ids: generation_config.json's, plus <|im_end|> and the tokenizer's eos (as the local engine)."""
-    ids: list[int] = []
-    try:
-        configured = json.loads((folder / "generation_config.json").read_text(encoding="utf-8")).get("eos_token_id")
-    except (OSError, ValueError, AttributeError):
-        configured = None
-    if isinstance(configured, int):
-        ids.append(configured)
-    elif isinstance(configured, list):
-        ids.extend(int(i) for i in configured)
-    for token in ("<|im_end|>", getattr(tokenizer, "eos_token", None)):
-        token_id = tokenizer.convert_tokens_to_ids(token) if token else None
-        if isinstance(token_id, int) and token_id not in ids:
-            ids.append(token_id)
-    return ids
 
 
 class VllmEngine:
@@ -124,7 +64,7 @@ class VllmEngine:
         self._closed = False
         self.llm: Any = None
         self.sizing: Sizing | None = None
-        self.repetition_penalty = _repetition_penalty(folder)
+        self.repetition_penalty = repetition_penalty(folder)
         self.eos_ids: list[int] = []
         self.image_token_id = -1
         self.tokenizer: Any = None
@@ -168,69 +108,29 @@ class VllmEngine:
             self.close()
             raise
 
-    def _engine_args(self, raster: RasterOptions) -> Any:
-        from vllm.engine.arg_utils import AsyncEngineArgs
-
-        config = _checkpoint_config(self.folder)
-        max_len = raster.max_pixels // (FACTOR * FACTOR) + 2 * self.options.max_new_tokens + TEXT_ROOM
-        text = config.get("text_config") or config
-        max_len = min(max_len, int(text.get("max_position_embeddings") or max_len))
-        dtype = self._dtype()
-        kwargs: dict[str, Any] = {
-            "model": str(self.folder),
-            "tokenizer": str(self.folder),
-            "revision": None,
-            "dtype": dtype,
-            "max_model_len": max_len,
-            "max_num_seqs": self._concurrency,
-            "tensor_parallel_size": self.vllm.tensor_parallel,
-            "limit_mm_per_prompt": {"image": 1, "video": 0},
-            # Every image docparse sends has sides that are multiples of 28 within the pixel bounds, so
-            # smart_resize keeps it as is from 28x28 up to --max-pixels (band strips are smaller pages).
-            "mm_processor_kwargs": {"size": {"shortest_edge": FACTOR * FACTOR, "longest_edge": raster.max_pixels}},
-            "seed": 0,
-            "disable_log_stats": True,
-            "generation_config": "vllm",  # sampling comes from docparse's settings, not the checkpoint's
-        }
-        if self.vllm.gpu_memory_utilization is not None:
-            kwargs["gpu_memory_utilization"] = self.vllm.gpu_memory_utilization
-        if self.device == "cpu":
-            kwargs["enforce_eager"] = True  # no torch.compile warm-up of minutes on a CPU
-            if self.vllm.gpu_memory_utilization is None:
-                import psutil
-
-                itemsize = {"float32": 4, "float16": 2, "bfloat16": 2}.get(dtype, 4)
-                want = kv_bytes_per_token(config, itemsize) * max_len * self._concurrency
-                cap = int(psutil.virtual_memory().available * CPU_KV_SHARE)
-                kwargs["kv_cache_memory_bytes"] = max(min(want, cap), 16 * 2**20)
-        self._kv_bytes = kwargs.get("kv_cache_memory_bytes")
-        return AsyncEngineArgs(**kwargs)
-
-    def _dtype(self) -> str:
-        """vLLM's dtype: --dtype, or for auto what the transformers engine picks on this device."""
-        if self.options.dtype != "auto":
-            return self.options.dtype
-        from docparse.engines.transformers import resolve_dtype
-
-        return str(resolve_dtype("auto", self.device)).removeprefix("torch.")
-
     async def _start(self, raster: RasterOptions) -> None:
+        from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        args = self._engine_args(raster)
+        kwargs = engine_args(self.folder, self.options, self.vllm, raster, self.device, self._concurrency)
+        args = AsyncEngineArgs(**kwargs)
         try:
             self.llm = AsyncLLM.from_engine_args(args)
         except Exception as exc:  # vLLM raises RuntimeError, ValueError, pydantic errors... on a failed start
-            raise ModelUnavailableError(f"model {self.options.model}: vLLM could not start: {_one_line(exc)}") from exc
+            raise ModelUnavailableError(
+                f"model {self.options.model}: vLLM could not start: {one_line(exc)} (vLLM's log above says why; "
+                "on a GPU short of memory try a lower --gpu-memory-utilization, a smaller --max-pixels or "
+                "--max-new-tokens)"
+            ) from exc
         self.tokenizer = self.llm.get_tokenizer()
         self.image_token_id = int(self.tokenizer.convert_tokens_to_ids(IMAGE_PAD))
-        self.eos_ids = _eos_ids(self.folder, self.tokenizer)
+        self.eos_ids = eos_ids(self.folder, self.tokenizer)
         cache = self.llm.vllm_config.cache_config
         self.sizing = Sizing(
             dtype=str(self.llm.vllm_config.model_config.dtype).removeprefix("torch."),
             max_model_len=int(args.max_model_len),
             kv_tokens=int(cache.num_gpu_blocks or 0) * int(cache.block_size or 0),
-            kv_bytes=self._kv_bytes,
+            kv_bytes=kwargs.get("kv_cache_memory_bytes"),
         )
 
     def _run(self, coro: Any) -> Any:
@@ -272,7 +172,7 @@ class VllmEngine:
         except (EngineError, asyncio.CancelledError):
             raise
         except Exception as exc:  # a request vLLM refuses or fails on: this page fails, the rest go on
-            raise EngineError(f"vLLM failed on page image {width}x{height}: {_one_line(exc)}") from exc
+            raise EngineError(f"vLLM failed on page image {width}x{height}: {one_line(exc)}") from exc
         seconds = time.perf_counter() - start
         if prompt_ids is None:
             raise EngineError(f"vLLM returned nothing for page image {width}x{height} within its time budget")
@@ -386,19 +286,6 @@ def _tail(ids: list[int], n: int, window: int) -> Any:
     return np.asarray(ids[max(0, n - window) : n], dtype=np.int64)
 
 
-def _device() -> str:
-    """ "cuda" where torch sees a CUDA GPU, else "cpu" (vLLM's CPU build)."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def quiet_vllm_logs() -> None:
-    """vLLM logs to stdout at INFO by default: to stderr, warnings only (stdout may carry the document)."""
-    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-
-
 def open_vllm_engine(model: ModelOptions, vllm: VllmOptions, raster: RasterOptions) -> VllmEngine:
     """Find the checkpoint, start vLLM on it, ready to generate; closed at exit if the caller does not.
 
@@ -415,10 +302,10 @@ def open_vllm_engine(model: ModelOptions, vllm: VllmOptions, raster: RasterOptio
     folder = resolve_checkpoint(model.model, model.revision)
     quiet_vllm_logs()
     try:
-        device = _device()
+        device = device_kind()
         import vllm as _vllm  # noqa: F401  (a broken install fails here, not halfway through the start)
     except Exception as exc:  # an install that cannot be imported (wrong torch, missing library)
-        raise ModelUnavailableError(f"--engine vllm: vLLM cannot be imported: {_one_line(exc)}") from exc
+        raise ModelUnavailableError(f"--engine vllm: vLLM cannot be imported: {one_line(exc)}") from exc
     engine = VllmEngine(model, vllm, folder, device)
     engine.start(raster)
     atexit.register(engine.close)
