@@ -112,12 +112,12 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     from docparse.engines.base import GenerationSettings
 
     flights = [int(x) for x in args.in_flight.split(",")]
-    started = time.perf_counter()
-    engine = open_engine(
-        args.worker, Path(args.model), args.device, args.dtype, args.new_tokens, args.max_pixels, max(flights)
-    )
-    load = time.perf_counter() - started
     images = page_images(max(flights), args.max_pixels)
+    # Rendering at min = max pixels can round a page up past the bound: vLLM's processor must take the largest.
+    largest = max(image.width * image.height for image in images)
+    started = time.perf_counter()
+    engine = open_engine(args.worker, Path(args.model), args.device, args.dtype, args.new_tokens, largest, max(flights))
+    load = time.perf_counter() - started
     full = GenerationSettings(max_new_tokens=args.new_tokens, stop_on_repetition=False)
     one = GenerationSettings(max_new_tokens=1, stop_on_repetition=False)
     engine.generate(images[:1], full)  # warm-up
