@@ -230,9 +230,8 @@ def main() -> None:
     body = head + report(args, results, bandwidth(), weights)
     print(body)
     if not args.no_write:
-        write_section(
-            f"vllm-{args.device}-{args.arch}", f"## vLLM vs transformers, {args.arch}, {args.device}\n\n{body}"
-        )
+        title = f"## vLLM vs transformers, {args.arch}, {args.device}"
+        write_section(f"vllm-{args.device}-{args.arch}", f"{title}\n\n{body}", RESULTS)
 
 
 if __name__ == "__main__":
