@@ -67,20 +67,20 @@ def machine() -> str:
     return ", ".join(parts)
 
 
-def write_section(name: str, body: str) -> None:
-    """Replace (or add) the section `name` of benchmarks/RESULTS.md with `body`, atomically."""
+def write_section(name: str, body: str, results: Path = RESULTS) -> None:
+    """Replace (or add) the section `name` of benchmarks/RESULTS.md (or `results`) with `body`, atomically."""
     from docparse.files import write_atomic
 
     begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else _HEADER
+    text = results.read_text(encoding="utf-8") if results.exists() else _HEADER
     block = f"{begin}\n{body.strip()}\n{end}"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         text = head + block + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
-    write_atomic(RESULTS, text.encode("utf-8"))
-    print(f"wrote section {name!r} of {RESULTS}")
+    write_atomic(results, text.encode("utf-8"))
+    print(f"wrote section {name!r} of {results}")
 
 
 def stamp() -> str:

@@ -2,4 +2,6 @@
 
 from docparse.cli import main
 
-main()
+# Guarded: vLLM starts its EngineCore with multiprocessing's spawn, which imports this module again.
+if __name__ == "__main__":
+    main()

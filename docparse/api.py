@@ -48,6 +48,8 @@ class ConvertKeywords(TypedDict, total=False):
     mmproj: str | None
     threads: int | None
     quantize: Quantize | None
+    tensor_parallel: int
+    gpu_memory_utilization: float | None
 
 
 def option_names() -> list[str]:
@@ -97,7 +99,7 @@ def quiet_loading() -> None:
 def convert(
     path: str | Path,
     *,
-    engine: Engine | Literal["transformers", "openai"] | None = None,
+    engine: Engine | Literal["auto", "transformers", "vllm", "llamacpp", "openai"] | None = None,
     progress: Callable[[Any], None] | None = None,
     cache_dir: str | Path | None = None,
     quiet: bool = True,
@@ -108,9 +110,10 @@ def convert(
     `options` are the command line's options by their Python names (`pages="1-3"`, `model=...`,
     `device="cuda"`, `max_pixels=...`, `merge=False`, `keep_raw=Path(...)`, `api_base=...`; see
     ConvertKeywords), turned into the same option records; an unknown name is a TypeError that names
-    the closest one. `engine` is an engine kind as --engine takes it ("transformers", "openai"), or an
-    Engine object. Without an Engine object the engine is opened (and closed afterwards) only once the
-    input has opened; an engine you pass is left open, so one loaded model can serve many files. Raises
+    the closest one. `engine` is an engine kind as --engine takes it ("auto", the default; "transformers",
+    "vllm", "llamacpp", "openai"), or an Engine object (its answers are cached as the transformers
+    engine's). Without an Engine object the engine is opened (and closed afterwards) only once the input
+    has opened; an engine you pass is left open, so one loaded model can serve many files. Raises
     docparse.errors.DocparseError subclasses (UsageError, InputError, ModelUnavailableError), worded with
     these keywords (`pages=`, not `--pages`); a page the engine fails on becomes a page with status
     "failed" instead. With `cache_dir`, model answers are read from and stored in that page cache (as the
@@ -120,7 +123,7 @@ def convert(
     from docparse.pipeline import convert as run
 
     _check_names(dict(options))
-    kind = engine if isinstance(engine, str) else "transformers"
+    kind = engine if isinstance(engine, str) else ("auto" if engine is None else "transformers")
     given = engine if not isinstance(engine, str) else None
     try:
         records = convert_options(engine=kind, **options)

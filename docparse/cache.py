@@ -55,6 +55,10 @@ def model_identity(options: ConvertOptions) -> dict[str, Any]:
         from docparse.engines.gguf import gguf_identity
 
         return gguf_identity(m.model, m.mmproj, m.quant, m.revision)
+    if options.engine == "vllm":
+        # Sharding changes the order of the sums, hence the last bits of the logits.
+        tp = options.vllm.tensor_parallel
+        return {"engine": "vllm", "model": m.model, "revision": m.revision, "dtype": m.dtype, "tensor_parallel": tp}
     quantized = {"quantize": m.quantize} if m.quantize else {}
     return {"engine": options.engine, "model": m.model, "revision": m.revision, "dtype": m.dtype, **quantized}
 

@@ -626,11 +626,12 @@ def convert(
         typer.Option(
             "--engine",
             envvar="DOCPARSE_ENGINE",
-            help="Where the model runs: transformers (here), llamacpp (a GGUF model in llama.cpp, here) or openai "
-            "(an OpenAI-compatible server: vLLM, SGLang).",
+            help="Where the model runs: auto (llamacpp for a GGUF model; vllm with a CUDA GPU and vLLM installed; "
+            "else transformers), transformers (here), vllm (vLLM embedded here), llamacpp (a GGUF model in "
+            "llama.cpp, here) or openai (an OpenAI-compatible server: vLLM, SGLang).",
             rich_help_panel=PANEL_MODEL,
         ),
-    ] = "transformers",
+    ] = "auto",
     api_base: Annotated[
         str | None,
         typer.Option(
@@ -733,6 +734,26 @@ def convert(
             rich_help_panel=PANEL_MODEL,
         ),
     ] = None,
+    tensor_parallel: Annotated[
+        int,
+        typer.Option(
+            "--tensor-parallel",
+            help="--engine vllm: GPUs on this host to shard the model over.",
+            min=1,
+            rich_help_panel=PANEL_ENGINE,
+        ),
+    ] = 1,
+    gpu_memory_utilization: Annotated[
+        float | None,
+        typer.Option(
+            "--gpu-memory-utilization",
+            help="--engine vllm: share of each GPU's memory vLLM may take (weights, activations, KV cache).",
+            min=0.0,
+            max=1.0,
+            show_default="vLLM's 0.92",
+            rich_help_panel=PANEL_ENGINE,
+        ),
+    ] = None,
     quiet: QuietOption = False,
     version: Annotated[
         bool,
@@ -792,6 +813,8 @@ def convert(
         mmproj=mmproj,
         threads=threads,
         quantize=quantize,
+        tensor_parallel=tensor_parallel,
+        gpu_memory_utilization=gpu_memory_utilization,
     )
     write_options = WriteOptions(
         format=fmt,
@@ -908,7 +931,8 @@ class BatchRun:
             finally:
                 self.loading = False
             ready = f"model ready in {time.monotonic() - started:.1f} s, batch size {self.engines[0].batch_size}"
-            self.display.info(ready)
+            summary = getattr(self.engines[0], "summary", None)  # engine, model, dtype, KV cache (vllm)
+            self.display.info(f"{ready}; {summary()}" if callable(summary) else ready)
             if getattr(self.engines[0], "device", None) == "cpu" and self.options.page_timeout is None:
                 self.display.info(CPU_HINT)
             served = self.engines[0].model_id

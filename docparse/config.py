@@ -26,7 +26,8 @@ Format = Literal["md", "html", "json"]
 Images = Literal["files", "embed", "none"]
 # --fallback: what a page the model failed on falls back to (docparse.agreement.fallback_page).
 Fallback = Literal["none", "text-layer"]
-EngineKind = Literal["transformers", "openai", "llamacpp"]
+# "auto" is resolved by docparse.engines.choose_engine when the options are built: a record holds a concrete kind.
+EngineKind = Literal["auto", "transformers", "openai", "vllm", "llamacpp"]
 # --quantize for the transformers engine on a CPU: dynamic int8 of the Linear layers (None: off).
 Quantize = Literal["int8"]
 
@@ -95,6 +96,17 @@ class ServerOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class VllmOptions:
+    """The embedded vLLM engine (`--engine vllm`): GPUs to shard the model over, and the share of each
+    GPU's memory vLLM may take (None: vLLM's default; on a CPU docparse sizes the KV cache itself).
+    `in_flight` is the pages vLLM holds at once (None: 64 on a GPU, 8 on a CPU)."""
+
+    tensor_parallel: int = 1
+    gpu_memory_utilization: float | None = None
+    in_flight: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AssembleOptions:
     """How pages become one document (docparse.assemble).
 
@@ -126,6 +138,7 @@ class ConvertOptions:
     # Which engine answers (docparse.engines.open_engine); `server` is read by --engine openai only.
     engine: EngineKind = "transformers"
     server: ServerOptions = ServerOptions()
+    vllm: VllmOptions = VllmOptions()
     assemble: AssembleOptions = AssembleOptions()
     keep_raw: Path | None = None
     # Retries of a page whose answer looped or was cut off (docparse.recover), and the seconds of
@@ -186,7 +199,7 @@ def convert_options(
     keep_raw: Path | None = None,
     max_retries: int = 3,
     page_timeout: float | None = None,
-    engine: EngineKind = "transformers",
+    engine: EngineKind = "auto",
     api_base: str | None = None,
     api_key_env: str | None = None,
     served_model: str | None = None,
@@ -198,6 +211,8 @@ def convert_options(
     mmproj: str | None = None,
     threads: int | None = None,
     quantize: Quantize | None = None,
+    tensor_parallel: int = 1,
+    gpu_memory_utilization: float | None = None,
 ) -> ConvertOptions:
     """The records for one conversion, from the CLI's options by name (the CLI and docparse.convert both
     build them here). `pages` is a range list such as "1-3,7,10-"; `model` None is the default model (or,
@@ -210,7 +225,12 @@ def convert_options(
         raise UsageError(f"--fallback {fallback!r}: use none or text-layer")
     if max_retries < 0 or (page_timeout is not None and page_timeout <= 0):
         raise UsageError("--max-retries must be 0 or more and --page-timeout above 0")
+    if engine == "auto":
+        from docparse.engines import resolve_auto
+
+        engine = resolve_auto(model, mmproj)
     engine_only(engine, mmproj=mmproj, threads=threads, quantize=quantize)
+    vllm = vllm_options(engine, tensor_parallel, gpu_memory_utilization)
     server = server_options(
         engine,
         api_base=api_base,
@@ -245,6 +265,7 @@ def convert_options(
         ),
         engine=engine,
         server=server,
+        vllm=vllm,
         assemble=AssembleOptions(merge=merge),
         keep_raw=keep_raw,
         max_retries=max_retries,
@@ -264,7 +285,7 @@ def server_options(
 ) -> ServerOptions:
     """The server record for `engine`; UsageError when server options come without --engine openai,
     --engine openai comes without --api-base, or a value is out of range."""
-    if engine in ("transformers", "llamacpp"):
+    if engine in ("transformers", "llamacpp", "vllm"):
         given = [
             name
             for name, value in (
@@ -279,7 +300,7 @@ def server_options(
             raise UsageError(f"{', '.join(given)} only {verb} to --engine openai")
         return ServerOptions()
     if engine != "openai":
-        raise UsageError(f"unknown engine {engine!r}: use transformers, openai or llamacpp")
+        raise UsageError(f"unknown engine {engine!r}: use auto, transformers, vllm, llamacpp or openai")
     if api_base is None:
         raise UsageError("--engine openai needs --api-base, e.g. http://127.0.0.1:8000/v1")
     base = api_base.strip().rstrip("/")
@@ -322,3 +343,14 @@ def engine_only(engine: EngineKind, *, mmproj: str | None, threads: int | None, 
         raise UsageError("--threads must be at least 1")
     if quantize is not None and engine != "transformers":
         raise UsageError(f"--quantize {quantize} applies to --engine transformers (llama.cpp: pick a GGUF --quant)")
+
+
+def vllm_options(engine: EngineKind, tensor_parallel: int, gpu_memory_utilization: float | None) -> VllmOptions:
+    """The vLLM record; UsageError for values out of range, or vLLM options given to another engine."""
+    if engine != "vllm" and (tensor_parallel != 1 or gpu_memory_utilization is not None):
+        raise UsageError("--tensor-parallel and --gpu-memory-utilization only apply to --engine vllm")
+    if tensor_parallel < 1:
+        raise UsageError(f"--tensor-parallel {tensor_parallel}: must be at least 1")
+    if gpu_memory_utilization is not None and not 0 < gpu_memory_utilization <= 1:
+        raise UsageError(f"--gpu-memory-utilization {gpu_memory_utilization:g}: must be above 0 and at most 1")
+    return VllmOptions(tensor_parallel=tensor_parallel, gpu_memory_utilization=gpu_memory_utilization)

@@ -369,7 +369,9 @@ def test_cli_api_base_without_v1_says_so(png_input: Path, capsys: pytest.Capture
         (["--api-base", "http://x/v1", "--served-model", "m"], "--api-base, --served-model only apply to"),
         (["--engine", "openai"], "needs --api-base"),
         (["--engine", "openai", "--api-base", "localhost:8000"], "http(s) address"),
-        (["--engine", "vllm"], "--engine"),
+        (["--engine", "gpu"], "--engine"),
+        (["--engine", "vllm", "--api-base", "http://x/v1"], "only apply to --engine openai"),
+        (["--tensor-parallel", "2"], "only apply to --engine vllm"),
     ],
 )
 def test_cli_engine_usage_errors(

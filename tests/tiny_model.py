@@ -58,7 +58,7 @@ def _tokenizer() -> Tokenizer:
     return tok
 
 
-def build_tiny_model(path: Path, init_std: float = INIT_STD, vision_depth: int = 2) -> Path:
+def build_tiny_model(path: Path, init_std: float = INIT_STD, vision_depth: int = 2, head_dim: int = 16) -> Path:
     """Write a Qwen2.5-VL checkpoint folder with random weights (seed 0, float32) at `path`; return `path`.
 
     The folder has what a released checkpoint has: config.json (model_type qwen2_5_vl, text_config and
@@ -69,7 +69,13 @@ def build_tiny_model(path: Path, init_std: float = INIT_STD, vision_depth: int =
     At Qwen's own `init_std` of 0.02 the model loops greedily on one token (the looping fixture).
     `vision_depth` vision blocks, every second one full attention (llama.cpp's converter maps the merger's
     layer 2 by block number, so GGUF needs at least 3: tests/gguf_model.py builds 4).
+    `head_dim` is the language model's attention head size: 16 by default (4 heads), 32 for vLLM's CPU
+    attention, which takes head sizes 32, 64, 80, ... only (2 heads; the same number of weights).
     """
+    heads = 64 // head_dim
+    if heads * head_dim != 64 or head_dim % 16:
+        raise ValueError(f"head_dim {head_dim}: 16, 32 or 64 (it must divide the hidden size 64)")
+    unit = head_dim // 16  # mrope_section splits head_dim / 2 into temporal, height and width parts
     path.mkdir(parents=True, exist_ok=True)
     backend = _tokenizer()
     ids: dict[str, int] = {}
@@ -93,13 +99,14 @@ def build_tiny_model(path: Path, init_std: float = INIT_STD, vision_depth: int =
             "hidden_size": 64,
             "intermediate_size": 128,
             "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
+            "num_attention_heads": heads,
+            "num_key_value_heads": min(2, heads),
             "hidden_act": "silu",
             "max_position_embeddings": 32768,
             "rms_norm_eps": 1e-6,
             "initializer_range": init_std,
-            "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},  # sums to head_dim 16 / 2
+            # Sums to head_dim / 2: [2, 3, 3] at 16, [4, 6, 6] at 32.
+            "rope_scaling": {"type": "mrope", "mrope_section": [unit * 2, unit * 3, unit * 3]},
             "rope_theta": 1000000.0,
             "bos_token_id": ids["<|endoftext|>"],
             "eos_token_id": ids["<|im_end|>"],
