@@ -922,6 +922,10 @@ class BatchRun:
                 quiet_loading()  # download and weight-loading bars are for a person at a terminal, not for logs
             if self.options.engine == "openai":
                 self.display.info(f"connecting to {self.options.server.api_base} ...")
+            elif self.options.engine == "llamacpp":
+                from docparse.engines.gguf import hub_name
+
+                self.display.info(f"loading {hub_name(self.options.model.model)} in llama.cpp ...")
             else:
                 self.display.info(f"loading {self.options.model.model} ...")
             started = time.monotonic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import importlib.util
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import typer
 
 from docparse.cli import convert_app, main, render_app
 from tests.paths import DATA, REPO, shared_file
+from tests.requires import unavailable
 
 SAMPLE = REPO / "samples" / "report.pdf"
 FIXTURE_01 = DATA / "qwenvl" / "01-cookbook-qwen25-techreport-72b.html"
@@ -193,6 +195,27 @@ def test_model_that_cannot_be_had_fails_fast_with_the_way_out(tmp_path: Path, ex
         assert needle in errors[0]
     assert "Traceback" not in proc.stderr
     assert elapsed < 30, f"took {elapsed:.1f} s"
+
+
+def test_quick_start_on_a_cpu_without_the_hub_fails_fast_in_one_line(tmp_path: Path) -> None:
+    # The README's quick start on a CPU (--engine llamacpp, the default model's GGUF release), hub unreachable.
+    if importlib.util.find_spec("llama_cpp") is None:
+        unavailable("llama-cpp-python is not installed (pip install -e '.[llamacpp]')", ".ci/run installs it")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "docparse", str(SAMPLE), "--engine", "llamacpp", "-o", str(tmp_path / "r.md")],
+        env=_offline_env(tmp_path, HF_ENDPOINT="http://127.0.0.1:9"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "docparse: loading ggml-org/Qwen2.5-VL-3B-Instruct-GGUF in llama.cpp ..."
+    assert len(lines) == 2 and lines[1].startswith("docparse: error: model ggml-org/Qwen2.5-VL-3B-Instruct-GGUF")
+    assert "--model MODEL.gguf --mmproj MMPROJ.gguf" in lines[1] and "HF_HUB_OFFLINE=1" in lines[1]
+    assert not (tmp_path / "r.md").exists() and elapsed < 30, f"took {elapsed:.1f} s"
 
 
 def test_readme_examples_that_need_no_model_run(
@@ -500,20 +523,23 @@ def test_a_cpu_run_without_bounds_says_how_to_bound_it(
     assert code == 0 and "on a CPU a page takes minutes" not in err
 
 
-def test_ci_runs_the_readme_install_and_test_commands() -> None:
+def test_ci_runs_the_readme_quick_start_and_test_commands() -> None:
     def block(name: str) -> list[str]:
         proc = subprocess.run([str(REPO / ".ci" / "readme-commands"), name], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.splitlines()
 
     readme = (REPO / "README.md").read_text()
-    cpu = block("install-cpu")
-    assert cpu[0] == "python3 -m venv .venv" and cpu[-1] == ".venv/bin/pip install ."
-    assert any("torch" in line and "--index-url https://download.pytorch.org/whl/cpu" in line for line in cpu)
-    assert readme.index("<!-- ci: install-cpu -->") < readme.index("## Quick start")  # install comes first
-    assert block("test") == [".venv/bin/python -m pytest"]
+    quick, test = block("quick-start"), block("test")
+    assert len(quick) == 1 and len(test) == 1  # one command each, from a fresh clone
+    for command in (quick[0], test[0]):
+        assert command.startswith("python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 --index-url "
+                                  "https://download.pytorch.org/whl/cpu && ")  # fmt: skip
+    assert quick[0].endswith("docparse samples/report.pdf --engine llamacpp -o report.md")
+    assert test[0].endswith(".venv/bin/python -m pytest")
+    assert readme.index("<!-- ci: quick-start -->") < readme.index("## Use")  # the front door comes first
     ci = (REPO / ".ci" / "run").read_text()
-    for name in ("install-cpu", "install-dev", "test"):
+    for name in ("quick-start", "test"):
         assert f'"$(.ci/readme-commands {name})"' in ci, name
     assert ".venv/bin/python -m pip install -q torch" not in ci  # the main venv gets torch only as the README says
     missing = subprocess.run([str(REPO / ".ci" / "readme-commands"), "no-such-block"], capture_output=True, text=True)

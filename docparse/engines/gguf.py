@@ -151,8 +151,9 @@ def _repo_files(repo: str, revision: str | None) -> list[str]:
                 f"({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set; {_WAYS_OUT}"
             )
         return names
-    try:
-        return list(HfApi().list_repo_files(repo, revision=revision))
+    try:  # one request, no retries (as the transformers engine's hub check): offline fails within seconds
+        info = HfApi().model_info(repo, revision=revision, timeout=constants.HF_HUB_ETAG_TIMEOUT)
+        return [s.rfilename for s in info.siblings or ()]
     except _hub_errors() as exc:
         raise ModelUnavailableError(
             f"model {repo} could not be had from {constants.ENDPOINT} ({_one_line(exc)}); {_WAYS_OUT}"
