@@ -385,7 +385,10 @@ _MAGIC = (
 
 def not_an_answer(path: Path, data: bytes) -> None:
     """UsageError for a file that cannot be a model answer: a PDF or image (to convert, not to render), or
-    any other binary file (NUL bytes, or mostly undecodable as UTF-8)."""
+    any other binary file (NUL bytes, or many bytes undecodable as UTF-8). An answer --keep-raw saved (its
+    sidecar PAGE.json beside it) is never refused: the model's text may hold any character, U+FFFD included."""
+    if path.with_suffix(".json").is_file():
+        return
     head = data[:1024]
     kind = "a PDF" if b"%PDF-" in head else next((name for magic, name in _MAGIC if head.startswith(magic)), None)
     if kind is None and head.startswith(b"RIFF") and head[8:12] == b"WEBP":
@@ -395,7 +398,8 @@ def not_an_answer(path: Path, data: bytes) -> None:
             f"{path} is {kind}, not a raw model answer: convert it with `docparse {path}` (render takes the "
             "answers --keep-raw saved, or a document saved with --to json)"
         )
-    if b"\x00" in head or data.decode("utf-8", errors="replace").count("\ufffd") > max(8, len(data) // 100):
+    undecodable = data.decode("utf-8", errors="replace").count("\ufffd") - data.count("\ufffd".encode())
+    if b"\x00" in head or undecodable > max(8, len(data) // 100):
         raise UsageError(f"{path} is a binary file, not a raw model answer (QwenVL HTML) or a saved JSON document")
 
 

@@ -324,6 +324,16 @@ def test_render_refuses_a_file_that_is_no_model_answer(
     assert "warning" not in err
 
 
+def test_render_takes_an_answer_full_of_replacement_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A model's text may hold U+FFFD (a random or confused model emits broken byte sequences): still an answer.
+    path = tmp_path / "page.html"
+    path.write_text('<p data-bbox="0 0 28 28">' + "\ufffd" * 400 + "</p>", encoding="utf-8")
+    code, out, err = run_cli(["render", str(path), "--image-size", "28x28"], capsys)
+    assert code == 0 and "\ufffd" in out, err
+
+
 TINY = ["--device", "cpu", "--dtype", "float32", "--max-new-tokens", "8", "--max-retries", "0", "-q"]
 
 

@@ -71,7 +71,8 @@ def test_the_cache_key_names_the_file_or_the_repository_and_quant(tmp_path: Path
 
 def test_engine_options_given_to_another_engine_are_usage_errors() -> None:
     with pytest.raises(UsageError, match="--mmproj and --threads only apply to --engine llamacpp"):
-        convert_options(mmproj="p.gguf")
+        convert_options(engine="transformers", mmproj="p.gguf")
+    assert convert_options(mmproj="p.gguf").engine == "llamacpp"  # auto: a projector means a GGUF model
     with pytest.raises(UsageError, match="--quantize int8 applies to --engine transformers"):
         convert_options(engine="llamacpp", quantize="int8")
     with pytest.raises(UsageError, match="--api-base"):

@@ -370,7 +370,7 @@ def test_cli_api_base_without_v1_says_so(png_input: Path, capsys: pytest.Capture
         (["--engine", "openai"], "needs --api-base"),
         (["--engine", "openai", "--api-base", "localhost:8000"], "http(s) address"),
         (["--engine", "gpu"], "--engine"),
-        (["--engine", "vllm", "--api-base", "http://x/v1"], "only apply to --engine openai"),
+        (["--engine", "vllm", "--api-base", "http://x/v1"], "only applies to --engine openai"),
         (["--tensor-parallel", "2"], "only apply to --engine vllm"),
     ],
 )
