@@ -97,6 +97,21 @@ def many_pages(path: Path, count: int) -> Path:
     return path
 
 
+def kill_after_answers(proc: subprocess.Popen[str], answers: Path, count: int, seconds: float) -> None:
+    """SIGKILL a running docparse once the page cache's `answers` folder holds `count` answers (within `seconds`)."""
+    deadline = time.monotonic() + seconds
+    try:
+        while len(list(answers.glob("*/*.json"))) < count:
+            assert proc.poll() is None, (
+                f"finished before it could be killed: {proc.stderr.read() if proc.stderr else ''}"
+            )
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+
+
 def test_a_run_killed_with_sigkill_resumes_with_only_the_missing_model_calls(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -109,17 +124,7 @@ def test_a_run_killed_with_sigkill_resumes_with_only_the_missing_model_calls(
     argv, env = command([str(docs), "-o", str(out), "-q", "--batch-size", "1"], tiny_model_dir, cache)
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     answers = cache / "answers"
-    deadline = time.monotonic() + 240
-    try:
-        while len(list(answers.glob("*/*.json"))) < 2:
-            assert proc.poll() is None, (
-                f"finished before it could be killed: {proc.stderr.read() if proc.stderr else ''}"
-            )
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
+    kill_after_answers(proc, answers, 2, seconds=240)
     assert proc.returncode == -signal.SIGKILL
     held = len(list(answers.glob("*/*.json")))
     assert 2 <= held < 6

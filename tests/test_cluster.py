@@ -9,12 +9,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pymupdf
 import pytest
 
 from docparse.api import write
@@ -25,6 +23,7 @@ from docparse.errors import EXIT_USAGE
 from docparse.pages import Event, FileDone, PageDone
 from tests.paths import PDF_FIXTURES, REPO, shared_file
 from tests.requires import unavailable
+from tests.test_batch_e2e import kill_after_answers, many_pages
 
 SAMPLE = REPO / "samples" / "report.pdf"
 pytestmark = pytest.mark.slow
@@ -67,16 +66,6 @@ def totals(path: Path) -> dict[str, Any]:
 
 def outputs(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def many_pages(path: Path, count: int) -> Path:
-    doc = pymupdf.open()
-    for i in range(count):
-        page = doc.new_page(width=300, height=400)
-        for line in range(8):
-            page.insert_text((30, 50 + 30 * line), f"Page {i + 1}, line {line + 1}: some words", fontsize=11)
-    doc.save(path)
-    return path
 
 
 def test_the_fixtures_on_the_cluster_are_written_byte_for_byte_as_a_local_batch_writes_them(
@@ -178,17 +167,7 @@ def test_a_driver_killed_with_sigkill_resumes_from_the_page_cache(
     argv, env = command([str(docs), "-o", str(out), "-q", *one, "--ray", cluster], tiny_model_dir, cache)
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     answers = cache / "answers"
-    deadline = time.monotonic() + 300
-    try:
-        while len(list(answers.glob("*/*.json"))) < 2:
-            assert proc.poll() is None, (
-                f"finished before it could be killed: {proc.stderr.read() if proc.stderr else ''}"
-            )
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
+    kill_after_answers(proc, answers, 2, seconds=300)
     held = len(list(answers.glob("*/*.json")))
     assert 2 <= held < 6
     assert not (out / "long.md").exists() and not list(out.rglob("*.part"))  # nothing half-written
