@@ -147,7 +147,7 @@ def page_images(count: int, max_pixels: int) -> list[Any]:
     """`count` page images rasterised at `max_pixels` from the samples and shared fixture PDFs, cycled."""
     from docparse.config import RasterOptions
     from docparse.errors import DocparseError
-    from docparse.rasterize import open_input
+    from docparse.inputs.rasterize import open_input
 
     sources = [ROOT / "samples" / "report.pdf"]
     shared = ROOT.parent / "shared" / "fixtures" / "pdfs"

@@ -37,8 +37,8 @@ from PIL import Image
 from docparse.config import ModelOptions, RasterOptions, ServerOptions
 from docparse.engines.base import GREEDY
 from docparse.engines.openai import data_url, encode_png, open_openai_engine, read_completion
+from docparse.inputs.rasterize import open_input
 from docparse.prompt import image_token_count
-from docparse.rasterize import open_input
 from tests.serving import SERVE_PYTHON, free_port, serve_command
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -53,8 +53,8 @@ def non_model_stages(engine: Any, pages_per_pdf: int) -> tuple[dict[str, list[fl
     from docparse.config import AssembleOptions, RasterOptions, WriteOptions
     from docparse.document import Document
     from docparse.errors import DocparseError
+    from docparse.inputs.rasterize import open_input
     from docparse.pipeline import build_page
-    from docparse.rasterize import open_input
     from docparse.writers import write
 
     answers = [p.read_text(encoding="utf-8") for p in sorted((SHARED / "qwenvl").glob("*.html"))]
@@ -101,9 +101,9 @@ def layer_check(pdf: Any, image: Any) -> float:
     """Seconds of the text-layer check of one page: the layer read from the page's text page (made once per
     page, shared with the orientation check inside "rasterise", so not timed here), then the check of a page
     whose blocks are the layer's own paragraphs (every word compared)."""
-    from docparse.agreement import check_document, fallback_page
     from docparse.document import Document, Page
-    from docparse.textlayer import read_layer, text_page
+    from docparse.inputs.textlayer import read_layer, text_page
+    from docparse.layer.agreement import check_document, fallback_page
 
     page = pdf.load_page(image.number - 1)
     shared = text_page(page)

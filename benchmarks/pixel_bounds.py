@@ -14,8 +14,8 @@ from pathlib import Path
 import pymupdf
 
 from docparse.config import RasterOptions
+from docparse.inputs.rasterize import target_size
 from docparse.prompt import DEFAULT_MIN_PIXELS, FACTOR
-from docparse.rasterize import target_size
 
 BOUNDS = {
     "1024 tok (1280*28*28 card max ≈ 1.0 MP)": 1280 * FACTOR * FACTOR,

@@ -22,7 +22,7 @@ from docparse.config import ClusterOptions, ConvertOptions, convert_options
 from docparse.document import Generation
 from docparse.engines.base import GREEDY, Answer, GenerationSettings
 from docparse.files import write_atomic
-from docparse.pages import Event, FileDone
+from docparse.run.pages import Event, FileDone
 
 RESULTS = ROOT / "benchmarks" / "RESULTS-ray.md"
 MIN_PIXELS = 4 * 28 * 28
@@ -96,7 +96,7 @@ def pdfs(folder: Path, count: int, pages_each: int) -> list[Path]:
 
 
 def timed_cluster(sources: list[Path], options: ConvertOptions, workers: int, factory: object) -> tuple[float, int]:
-    from docparse.cluster import run_cluster
+    from docparse.run.cluster import run_cluster
 
     pages = 0
 
@@ -149,8 +149,8 @@ def overhead(folder: Path, pages: int, repeat: int) -> list[str]:
     corpus sizes: the slope is the cost a page, the intercept the fixed cost (engine load, actor start)."""
     import torch
 
-    from docparse.engines import open_engine
-    from docparse.scheduler import run_batch
+    from docparse.engines.open import open_engine
+    from docparse.run.scheduler import run_batch
     from tests.tiny_model import build_tiny_model
 
     model = build_tiny_model(folder / "tiny")

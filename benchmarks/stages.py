@@ -27,8 +27,8 @@ import torch
 from docparse.config import ModelOptions, RasterOptions, WriteOptions
 from docparse.document import Document
 from docparse.engines.transformers import TransformersEngine, load_engine, resolve_dtype
+from docparse.inputs.rasterize import open_input
 from docparse.pipeline import build_page
-from docparse.rasterize import open_input
 from docparse.writers import write
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -135,14 +135,14 @@ def convert(
         if given is not None:
             return given
         if not loaded:
-            from docparse.engines import open_engine
+            from docparse.engines.open import open_engine
 
             if quiet and records.engine == "transformers":
                 quiet_loading()
             loaded.append(open_engine(records))
         return loaded[0]
 
-    from docparse.cache import PageCache
+    from docparse.run.cache import PageCache
 
     cache = PageCache(Path(cache_dir)) if cache_dir is not None else None
     try:
@@ -169,7 +169,7 @@ def write(
     `images="embed"` crops the pictures from the document's source file (when it is still there) into
     PNG data URIs; to save crops as files beside an output, use `save`.
     """
-    from docparse.assets import write_with_assets
+    from docparse.output import write_with_assets
 
     options = WriteOptions(
         format=format,
@@ -196,7 +196,7 @@ def save(
 ) -> tuple[str, ...]:
     """Write the document to `path` atomically, its picture crops in `<stem>_files/` beside it (or
     embedded, or none); returns warnings (e.g. the source is gone, so no crops were made)."""
-    from docparse.assets import write_with_assets
+    from docparse.output import write_with_assets
 
     options = WriteOptions(
         format=format,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from docparse.engines.choice import EngineKind, resolve_auto
 from docparse.engines.gguf import DEFAULT_QUANT
 from docparse.errors import UsageError
 from docparse.prompt import (
@@ -22,12 +24,11 @@ Device = Literal["auto", "cuda", "mps", "cpu"]
 DType = Literal["auto", "bfloat16", "float16", "float32"]
 Attn = Literal["auto", "sdpa", "flash_attention_2", "eager"]
 Format = Literal["md", "html", "json"]
-# Picture crops: saved beside the output, embedded as data URIs, or not made (docparse.assets).
+# Picture crops: saved beside the output, embedded as data URIs, or not made (docparse.output).
 Images = Literal["files", "embed", "none"]
-# --fallback: what a page the model failed on falls back to (docparse.agreement.fallback_page).
+# --fallback: what a page the model failed on falls back to (docparse.layer.agreement.fallback_page).
 Fallback = Literal["none", "text-layer"]
 # "auto" is resolved by docparse.engines.choose_engine when the options are built: a record holds a concrete kind.
-EngineKind = Literal["auto", "transformers", "openai", "vllm", "llamacpp"]
 # --quantize for the transformers engine on a CPU: dynamic int8 of the Linear layers (None: off).
 Quantize = Literal["int8"]
 
@@ -119,7 +120,7 @@ class AssembleOptions:
 
 @dataclass(frozen=True, slots=True)
 class LayerOptions:
-    """What the PDF's text layer may do beyond the check, which always runs (docparse.agreement).
+    """What the PDF's text layer may do beyond the check, which always runs (docparse.layer.agreement).
 
     `fallback`: a page the model failed on takes its blocks from the layer (--fallback text-layer).
     `snap_boxes`: each text block's box is tightened to the layer words it holds (--snap-boxes).
@@ -141,7 +142,7 @@ class ConvertOptions:
     vllm: VllmOptions = VllmOptions()
     assemble: AssembleOptions = AssembleOptions()
     keep_raw: Path | None = None
-    # Retries of a page whose answer looped or was cut off (docparse.recover), and the seconds of
+    # Retries of a page whose answer looped or was cut off (docparse.run.recover), and the seconds of
     # model time one page may take in all (None: no limit).
     max_retries: int = 3
     page_timeout: float | None = None
@@ -155,7 +156,7 @@ class WriteOptions:
     `keep_furniture`: show running headers, footers and page numbers in Markdown and HTML (JSON
     always has them). `page_markers`: a `<!-- page N -->` comment before each page in Markdown.
     `page_breaks`: a visible rule between pages in HTML (and a page break when printed).
-    `images`: crops of figures, charts, chemical structures and music sheets (docparse.assets).
+    `images`: crops of figures, charts, chemical structures and music sheets (docparse.output).
     `online_assets`: HTML may load an ABC music renderer from a CDN (else it loads nothing).
     """
 
@@ -165,6 +166,24 @@ class WriteOptions:
     page_breaks: bool = False
     images: Images = "none"
     online_assets: bool = False
+
+
+_RANGE = re.compile(r"^\s*(\d+)\s*(?:(-)\s*(\d+)?)?\s*$")
+
+
+def parse_pages(spec: str) -> tuple[tuple[int, int | None], ...]:
+    """Parse "1-3,7,10-" into 1-based inclusive ranges; raises UsageError on anything else."""
+    ranges: list[tuple[int, int | None]] = []
+    for part in spec.split(","):
+        m = _RANGE.match(part)
+        if not m:
+            raise UsageError(f"bad page range {part.strip()!r} in --pages {spec!r} (use e.g. 1-3,7,10-)")
+        start = int(m.group(1))
+        end: int | None = start if m.group(2) is None else (int(m.group(3)) if m.group(3) else None)
+        if start < 1 or (end is not None and end < start):
+            raise UsageError(f"bad page range {part.strip()!r} in --pages (pages count from 1, start <= end)")
+        ranges.append((start, end))
+    return tuple(ranges)
 
 
 def parse_batch_size(text: str) -> int | None:
@@ -226,8 +245,6 @@ def convert_options(
     if max_retries < 0 or (page_timeout is not None and page_timeout <= 0):
         raise UsageError("--max-retries must be 0 or more and --page-timeout above 0")
     if engine == "auto":
-        from docparse.engines import resolve_auto
-
         engine = resolve_auto(model, mmproj)
     engine_only(engine, mmproj=mmproj, threads=threads, quantize=quantize)
     vllm = vllm_options(engine, tensor_parallel, gpu_memory_utilization)
@@ -243,8 +260,6 @@ def convert_options(
         server = replace(server, pick_single=True)
     ranges = None
     if pages is not None:
-        from docparse.rasterize import parse_pages  # imports PyMuPDF
-
         ranges = parse_pages(pages)
     return ConvertOptions(
         raster=RasterOptions(min_pixels=min_pixels, max_pixels=max_pixels, pages=ranges, password=password),
@@ -322,7 +337,7 @@ def server_options(
 
 @dataclass(frozen=True, slots=True)
 class ClusterOptions:
-    """`--ray`: the cluster a batch runs on (docparse.cluster), and how its engine actors are placed.
+    """`--ray`: the cluster a batch runs on (docparse.run.cluster), and how its engine actors are placed.
 
     `address`: "auto" (the cluster RAY_ADDRESS or a running `ray start` names), "local" (start one on
     this machine) or a Ray address (ray://host:10001, host:6379). `workers`: engine actors (None: one

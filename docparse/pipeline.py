@@ -11,20 +11,20 @@ from typing import Any, cast, get_args
 
 from PIL import Image
 
-from docparse import __version__
 from docparse.assemble import assemble
-from docparse.cache import PageCache, request_settings
 from docparse.config import AssembleOptions, ConvertOptions
 from docparse.document import Document, FinishReason, Generation, JSONValue, Page, PageStatus, SchemaError, Unit
 from docparse.engines.base import Answer, Engine
 from docparse.errors import InputError, UsageError
 from docparse.files import write_atomic
-from docparse.keepraw import RecordingEngine, ReplayEngine, generation_record, retry_files, saved_retries
-from docparse.pageprep import unturn
-from docparse.qwenvl import read_answer
-from docparse.rasterize import PageImage
-from docparse.recover import Budget, read_bands, recover_page
-from docparse.repetition import collapse_blocks
+from docparse.inputs.pageprep import unturn
+from docparse.inputs.rasterize import PageImage
+from docparse.reader.qwenvl import read_answer
+from docparse.reader.repetition import collapse_blocks
+from docparse.run.cache import PageCache, request_settings
+from docparse.run.keepraw import RecordingEngine, ReplayEngine, generation_record, retry_files, saved_retries
+from docparse.run.recover import Budget, read_bands, recover_page
+from docparse.version import __version__
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +179,7 @@ def convert(
     progress: Progress | None = None,
     cache: PageCache | None = None,
 ) -> Document:
-    """Convert one PDF or image file: the batch scheduler (docparse.scheduler) with one input.
+    """Convert one PDF or image file: the batch scheduler (docparse.run.scheduler) with one input.
 
     The input is opened (and its page selection checked) before `get_engine` is called, and the
     engine is asked for only when a page needs the model (not for blank or cached pages), so a bad
@@ -188,7 +188,7 @@ def convert(
     A batch the engine fails on becomes failed pages (status "failed", the error in warnings);
     the other pages still convert. With `cache`, answers are read from and stored in it.
     """
-    from docparse.scheduler import FileDone, run_batch
+    from docparse.run.scheduler import FileDone, run_batch
 
     done: list[FileDone] = []
 
@@ -237,9 +237,9 @@ def page_from_answer(engine: Engine, image: PageImage, answer: Answer, options: 
 
 
 def page_from_bands(engine: Engine, image: PageImage, options: ConvertOptions) -> Page:
-    """A page too tall for the model (docparse.tallpage), read in bands in one call and stitched."""
+    """A page too tall for the model (docparse.inputs.tallpage), read in bands in one call and stitched."""
     from docparse.engines.base import GenerationSettings
-    from docparse.tallpage import tall_rows
+    from docparse.inputs.tallpage import tall_rows
 
     def build(ans: Answer, image_size: tuple[int, int], page_size: tuple[float, float]) -> Page:
         return build_page(number=image.number, raw=ans.text, image_size=image_size, page_size=page_size,
@@ -434,7 +434,7 @@ def render(
     `image_size` (the size the model saw) and `page_size` (in `page_unit`) override the sidecars.
     With no page size known, boxes stay in model pixels. The pages are assembled as `convert`
     assembles them, and checked against the source's text layer when the source is found
-    (docparse.agreement.check_source; `password` opens an encrypted one).
+    (docparse.layer.agreement.check_source; `password` opens an encrypted one).
     """
     assemble_options = assemble_options or AssembleOptions()
     pages: list[Page] = []
@@ -455,7 +455,7 @@ def render(
         "merge": assemble_options.merge,
     }
     document = Document(source=source or (str(paths[0]) if paths else ""), pages=tuple(pages), metadata=metadata)
-    from docparse.agreement import check_source
+    from docparse.layer.agreement import check_source
 
     return check_source(assemble(document, assemble_options), password)
 

@@ -19,5 +19,5 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _own_page_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test gets an empty page cache of its own (subprocesses inherit it), never the user's."""
     monkeypatch.setenv("DOCPARSE_CACHE_DIR", str(tmp_path_factory.mktemp("page-cache")))
-    # ... and no user docparse.toml (docparse.settings) reaches it.
+    # ... and no user docparse.toml (docparse.cli.settings) reaches it.
     monkeypatch.setenv("DOCPARSE_CONFIG", str(tmp_path_factory.mktemp("config") / "docparse.toml"))

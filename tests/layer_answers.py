@@ -18,9 +18,9 @@ import pymupdf
 
 from docparse.config import RasterOptions
 from docparse.document import Box
-from docparse.pageprep import unturn_box
-from docparse.rasterize import open_input
-from docparse.textnorm import join_lines
+from docparse.inputs.pageprep import unturn_box
+from docparse.inputs.rasterize import open_input
+from docparse.layer.textnorm import join_lines
 
 
 @dataclass

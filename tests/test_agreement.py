@@ -12,11 +12,11 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from docparse.agreement import LOW_AGREEMENT, LOW_COVERAGE, check_document
 from docparse.document import Box, Document, Page
+from docparse.inputs.textlayer import read_layer
+from docparse.layer.agreement import LOW_AGREEMENT, LOW_COVERAGE, check_document
+from docparse.layer.textnorm import print_latex, tokens
 from docparse.pipeline import render
-from docparse.textlayer import read_layer
-from docparse.textnorm import print_latex, tokens
 from tests.layer_answers import Element, write_answer
 from tests.paths import DATA, shared_file
 

@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from docparse import notation
-from docparse.cli import main
+from docparse.cli.app import main
+from docparse.writers import notation
 from tests.paths import REPO
 from tests.requires import unavailable
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from docparse.cli import convert_app, main, render_app
+from docparse.cli.app import convert_app, main, render_app
 from tests.paths import DATA, REPO, shared_file
 from tests.requires import unavailable
 
@@ -418,7 +418,7 @@ def test_pages_in_a_batch_apply_to_each_file_and_skip_what_a_file_lacks(
 def test_help_groups_options_in_panels_with_plain_metavars(
     command: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from docparse.cli_help import PANELS
+    from docparse.cli.help import PANELS
 
     code, out, _ = run_cli([*command, "--help"], capsys)
     assert code == 0
@@ -436,7 +436,7 @@ def test_help_groups_options_in_panels_with_plain_metavars(
 def test_wording_of_counts_and_options(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli([str(SAMPLE), "--api-base", "http://x/v1"], capsys)
     assert code == 2 and "--api-base only applies to --engine openai" in err
-    from docparse.cli import plural, summary_line
+    from docparse.cli.app import plural, summary_line
 
     assert plural(1, "page") == "1 page" and plural(2, "file") == "2 files"
     totals = {"converted": 1, "files": 1, "failed": 0, "pages": 1, "pages_failed": 0, "pages_cached": 0}
@@ -502,8 +502,8 @@ def test_a_page_too_tall_for_the_model_is_read_in_bands(
 def test_bands_of_a_tall_page_map_their_boxes_back_onto_the_page(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from docparse.inputs.tallpage import tall_rows
     from docparse.prompt import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
-    from docparse.tallpage import tall_rows
     from tests.fake_openai import FakeServer, fake_server
 
     pdf = _tall_pdf(tmp_path / "receipt.pdf")

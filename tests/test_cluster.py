@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from docparse.api import write
-from docparse.cache import PageCache
 from docparse.config import ClusterOptions, ConvertOptions, convert_options
 from docparse.engines.base import Engine
 from docparse.errors import EXIT_USAGE
-from docparse.pages import Event, FileDone, PageDone
+from docparse.run.cache import PageCache
+from docparse.run.pages import Event, FileDone, PageDone
 from tests.paths import PDF_FIXTURES, REPO, shared_file
 from tests.requires import unavailable
 from tests.test_batch_e2e import kill_after_answers, many_pages
@@ -101,7 +101,7 @@ class _PidRecordingEngine:
         self.folder = folder
 
     def __call__(self, options: ConvertOptions) -> Engine:
-        from docparse.engines import open_engine
+        from docparse.engines.open import open_engine
 
         (self.folder / str(os.getpid())).touch()
         return open_engine(options)
@@ -110,8 +110,8 @@ class _PidRecordingEngine:
 def test_an_engine_actor_killed_mid_run_loses_no_page(cluster: str, tiny_model_dir: Path, tmp_path: Path) -> None:
     import cloudpickle
 
-    from docparse.cluster import run_cluster
-    from docparse.scheduler import run_batch
+    from docparse.run.cluster import run_cluster
+    from docparse.run.scheduler import run_batch
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     pids = tmp_path / "pids"
@@ -140,7 +140,7 @@ def test_an_engine_actor_killed_mid_run_loses_no_page(cluster: str, tiny_model_d
         *range(1, 9)
     ]
 
-    from docparse.engines import open_engine
+    from docparse.engines.open import open_engine
 
     local: dict[str, FileDone] = {}
     engine = open_engine(options)
@@ -196,7 +196,7 @@ def test_a_stopped_cluster_run_finishes_its_calls_in_flight_and_reports_the_rest
 ) -> None:
     import threading
 
-    from docparse.cluster import run_cluster
+    from docparse.run.cluster import run_cluster
 
     sources = [many_pages(tmp_path / f"doc{i}.pdf", 3) for i in range(4)]
     options = convert_options(model=str(tiny_model_dir), device="cpu", dtype="float32", max_new_tokens=12,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from docparse.config import convert_options
-from docparse.engines import is_gguf_model
+from docparse.engines.choice import is_gguf_model
 from docparse.engines.gguf import DEFAULT_GGUF_REPO, gguf_identity, pick_files
 from docparse.errors import ModelUnavailableError, UsageError
 from tests.gguf_model import require_llama_cpp

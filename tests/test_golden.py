@@ -16,7 +16,7 @@ import jsonschema
 import lxml.html
 import pytest
 
-from docparse.cli import main
+from docparse.cli.app import main
 from docparse.document import block_text, document_from_json
 from docparse.writers.json import document_schema
 from tests.paths import DATA, QWENVL_FIXTURES, REPO, SHARED

@@ -10,7 +10,7 @@ from pathlib import Path
 import lxml.html
 import pytest
 
-from docparse.cli import main
+from docparse.cli.app import main
 from docparse.writers.html import sanitize_body
 
 # Each case: (name, markup the model writes between two paragraphs, regex that must not match the HTML output).

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from docparse.errors import UsageError
-from docparse.inputs import plan
+from docparse.inputs.plan import plan
 
 
 def touch(path: Path) -> Path:

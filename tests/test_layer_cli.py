@@ -16,8 +16,8 @@ from docparse.config import RasterOptions
 from docparse.document import Box, Generation
 from docparse.engines.base import GREEDY, Answer, GenerationSettings
 from docparse.errors import EngineError
-from docparse.rasterize import open_input
-from docparse.textnorm import tokens
+from docparse.inputs.rasterize import open_input
+from docparse.layer.textnorm import tokens
 from tests.layer_answers import Element, answer_html, layer_elements
 from tests.paths import shared_file
 from tests.test_cli import run_cli

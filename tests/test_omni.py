@@ -22,9 +22,9 @@ import pytest
 from markdown_it import MarkdownIt
 from PIL import Image
 
-from docparse import notation
-from docparse.cli import main
+from docparse.cli.app import main
 from docparse.document import Chemistry, Document, Figure, Music
+from docparse.writers import notation
 from docparse.writers.json import document_schema
 from tests.paths import DATA, REPO
 from tests.requires import unavailable
@@ -382,9 +382,9 @@ def test_crops_turn_with_a_page_the_pipeline_turned(tmp_path: Path) -> None:
     """A page whose content was turned 90 degrees before the model saw it: the crop is turned the same way."""
     import pymupdf
 
-    from docparse.assets import add_crops
     from docparse.config import WriteOptions
     from docparse.document import Box, Page
+    from docparse.output import add_crops
 
     pdf = tmp_path / "turned.pdf"
     doc = pymupdf.open()
@@ -420,9 +420,9 @@ def test_crops_turn_with_a_page_the_pipeline_turned(tmp_path: Path) -> None:
 
 
 def test_crops_of_an_image_input_come_from_its_own_pixels(tmp_path: Path) -> None:
-    from docparse.assets import add_crops
     from docparse.config import WriteOptions
     from docparse.document import Box, Page
+    from docparse.output import add_crops
 
     source = tmp_path / "scan.png"
     image = Image.new("RGB", (400, 300), "white")
@@ -450,9 +450,9 @@ def iter_blocks(doc: Document) -> Iterator[object]:
 
 
 def test_a_music_block_without_a_box_gets_no_crop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from docparse.assets import add_crops
     from docparse.config import WriteOptions
     from docparse.document import Page
+    from docparse.output import add_crops
 
     doc = Document(
         source=str(OMNI / "omni.pdf"),
@@ -492,9 +492,9 @@ def test_convert_of_a_pdf_crops_from_the_file_it_converted(tmp_path: Path) -> No
 
 
 def test_a_page_claiming_hundreds_of_pictures_gets_a_bounded_number_of_crops(tmp_path: Path) -> None:
-    from docparse.assets import MAX_CROPS_PER_PAGE, add_crops
     from docparse.config import WriteOptions
     from docparse.document import Box, Page
+    from docparse.output import MAX_CROPS_PER_PAGE, add_crops
 
     source = tmp_path / "scan.png"
     Image.new("RGB", (100, 100), "white").save(source)
@@ -521,7 +521,7 @@ def test_bare_answers_name_no_source_to_crop_from(tmp_path: Path, capsys: pytest
 def test_a_crop_that_fails_is_reported_and_the_others_are_made(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, in_repo: None
 ) -> None:
-    from docparse import assets
+    from docparse import output as assets
 
     real_crop = assets._Cropper.crop
 

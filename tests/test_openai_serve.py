@@ -18,8 +18,8 @@ from docparse.config import ModelOptions, RasterOptions, ServerOptions
 from docparse.engines.base import GenerationSettings
 from docparse.engines.openai import open_openai_engine
 from docparse.errors import ModelUnavailableError
+from docparse.inputs.rasterize import open_input
 from docparse.prompt import DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT, chat_text, image_token_count
-from docparse.rasterize import open_input
 from tests.fake_openai import RecordingProxy, image_of, serving
 from tests.paths import REPO
 from tests.serving import SERVE_PYTHON, free_port, serve_command

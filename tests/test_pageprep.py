@@ -8,9 +8,9 @@ from PIL import Image, ImageDraw
 
 from docparse.config import ConvertOptions, RasterOptions
 from docparse.document import Box, Paragraph, Text
-from docparse.pageprep import is_blank, raster_orientation, turn_image, unturn, unturn_box, upside_down
+from docparse.inputs.pageprep import is_blank, raster_orientation, turn_image, unturn, unturn_box, upside_down
+from docparse.inputs.rasterize import open_input
 from docparse.pipeline import convert
-from docparse.rasterize import open_input
 from tests.paths import shared_file
 from tests.test_pipeline import ScriptedEngine, _engine
 

@@ -9,12 +9,11 @@ import pymupdf
 import pytest
 from PIL import Image
 
-from docparse.config import ConvertOptions, RasterOptions
+from docparse.config import ConvertOptions, RasterOptions, parse_pages
 from docparse.document import Generation, Heading, Paragraph
 from docparse.engines.base import GREEDY, Answer, Engine, GenerationSettings
 from docparse.errors import EngineError, InputError, PasswordError, UsageError
 from docparse.pipeline import convert, raw_path, render
-from docparse.rasterize import parse_pages
 from tests.paths import REPO, shared_file
 
 SAMPLE = REPO / "samples" / "report.pdf"

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import docparse.qwenvl as qwenvl
+import docparse.reader.qwenvl as qwenvl
 from docparse.document import (
     Block,
     Box,
@@ -38,7 +38,7 @@ from docparse.document import (
     block_to_json,
     plain_text,
 )
-from docparse.qwenvl import ReadResult, read_answer
+from docparse.reader.qwenvl import ReadResult, read_answer
 from tests.paths import DATA, QWENVL_FIXTURES, shared_file
 
 F01 = "01-cookbook-qwen25-techreport-72b.html"

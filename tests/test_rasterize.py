@@ -9,10 +9,10 @@ import pymupdf
 import pytest
 from PIL import Image
 
-from docparse.config import RasterOptions
+from docparse.config import RasterOptions, parse_pages
 from docparse.errors import InputError, PasswordError, UsageError
+from docparse.inputs.rasterize import open_input, select_pages
 from docparse.prompt import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, FACTOR, smart_resize
-from docparse.rasterize import open_input, parse_pages, select_pages
 from tests.paths import REPO, shared_file
 
 SAMPLE = REPO / "samples" / "report.pdf"

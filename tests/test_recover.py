@@ -16,7 +16,7 @@ from docparse.engines.base import GREEDY, Answer, Engine, GenerationSettings
 from docparse.engines.stopping import looping_tail
 from docparse.pipeline import convert
 from docparse.prompt import FACTOR
-from docparse.recover import band_rows, stitch
+from docparse.run.recover import band_rows, stitch
 from tests.paths import REPO
 
 SAMPLE = REPO / "samples" / "report.pdf"
@@ -240,7 +240,7 @@ def test_retry_settings_are_recorded_in_the_metadata() -> None:
 
 
 def test_bad_retry_options_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    from docparse.cli import main
+    from docparse.cli.app import main
 
     for args in (["--max-retries", "-1"], ["--page-timeout", "0"]):
         with pytest.raises(SystemExit) as exit_info:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from docparse.cli import main
+from docparse.cli.app import main
 from docparse.pipeline import build_page
-from docparse.qwenvl import read_answer
-from docparse.repetition import collapse_blocks, collapse_text, is_degenerate
+from docparse.reader.qwenvl import read_answer
+from docparse.reader.repetition import collapse_blocks, collapse_text, is_degenerate
 from tests.paths import DATA, QWENVL_FIXTURES
 
 FIXTURE_02 = DATA / "qwenvl" / "02-cookbook-qwen25-techreport-truncated-1024tok.html"

@@ -26,7 +26,7 @@ import psutil
 import pytest
 from PIL import Image
 
-from docparse.engines import choose_engine, resolve_auto
+from docparse.engines.choice import choose_engine, resolve_auto
 from docparse.prompt import image_token_count
 from tests.paths import PDF_FIXTURES, REPO, shared_file
 from tests.requires import unavailable

@@ -52,10 +52,10 @@ from docparse.document import (
     document_from_json,
 )
 from docparse.errors import UsageError
-from docparse.notation import MATHML_TAGS, SVG_TAGS
 from docparse.writers import WRITERS, write
 from docparse.writers.html import clean_text
 from docparse.writers.json import document_schema
+from docparse.writers.notation import MATHML_TAGS, SVG_TAGS
 
 HTML = WriteOptions(format="html")
 MD = WriteOptions(format="md")

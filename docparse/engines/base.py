@@ -56,7 +56,7 @@ class Engine(Protocol):
 
     Images arrive already at the size the model must see (multiples of 28 within the pixel
     bounds); an engine must not resize them. Answers come back in the order of the images.
-    `settings` change decoding for this call only (the retry ladder of docparse.recover uses them).
+    `settings` change decoding for this call only (the retry ladder of docparse.run.recover uses them).
 
     `generate` takes any number of images and splits them as it must (an engine that runs out of
     memory splits further rather than fail); it raises EngineError, one line, when it cannot answer.

@@ -137,12 +137,12 @@ def _checked(path: Path, name: str) -> Path:
 def _repo_files(repo: str, revision: str | None) -> list[str]:
     from huggingface_hub import HfApi, constants, snapshot_download
 
-    from docparse.engines.transformers import _hub_errors, _one_line
+    from docparse.engines.hub import hub_errors, one_line
 
     if constants.HF_HUB_OFFLINE:
         try:
             folder = Path(snapshot_download(repo, revision=revision, allow_patterns=["*.gguf"], local_files_only=True))
-        except _hub_errors():
+        except hub_errors():
             folder = None
         names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.gguf")) if folder else []
         if not names:
@@ -154,21 +154,21 @@ def _repo_files(repo: str, revision: str | None) -> list[str]:
     try:  # one request, no retries (as the transformers engine's hub check): offline fails within seconds
         info = HfApi().model_info(repo, revision=revision, timeout=constants.HF_HUB_ETAG_TIMEOUT)
         return [s.rfilename for s in info.siblings or ()]
-    except _hub_errors() as exc:
+    except hub_errors() as exc:
         raise ModelUnavailableError(
-            f"model {repo} could not be had from {constants.ENDPOINT} ({_one_line(exc)}); {_WAYS_OUT}"
+            f"model {repo} could not be had from {constants.ENDPOINT} ({one_line(exc)}); {_WAYS_OUT}"
         ) from exc
 
 
 def _download(repo: str, name: str, revision: str | None) -> Path:
     from huggingface_hub import constants, hf_hub_download
 
-    from docparse.engines.transformers import _hub_errors, _one_line
+    from docparse.engines.hub import hub_errors, one_line
 
     try:
         return Path(hf_hub_download(repo, name, revision=revision, local_files_only=bool(constants.HF_HUB_OFFLINE)))
-    except _hub_errors() as exc:
-        raise ModelUnavailableError(f"model {repo}: cannot fetch {name} ({_one_line(exc)}); {_WAYS_OUT}") from exc
+    except hub_errors() as exc:
+        raise ModelUnavailableError(f"model {repo}: cannot fetch {name} ({one_line(exc)}); {_WAYS_OUT}") from exc
 
 
 def gguf_identity(model: str, mmproj: str | None, quant: str, revision: str | None) -> dict[str, str | None]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import importlib
 import importlib.util
 import json
 import logging
@@ -21,6 +20,7 @@ from docparse.config import Attn, Device, DType, ModelOptions
 from docparse.document import FinishReason, Generation
 from docparse.engines.base import GREEDY, Answer, Engine, GenerationSettings
 from docparse.engines.cpu_dtypes import apply_cpu_dtypes, check_quantize, language_dtype, visual_module
+from docparse.engines.hub import hub_errors, one_line
 from docparse.errors import EngineError, ModelUnavailableError, UsageError
 from docparse.prompt import DEFAULT_MAX_PIXELS, FACTOR, chat_text
 
@@ -195,29 +195,6 @@ def _is_complete(folder: Path) -> bool:
     return bool(shards) and all((folder / shard).is_file() for shard in shards)
 
 
-def _hub_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean the hub (or the cache) could not supply the model.
-
-    OSError covers huggingface_hub's HTTP, offline and cache errors; ValueError its bad-id errors;
-    the HTTP client's own errors (httpx2 for huggingface_hub 2.x, httpx for 1.x) cover refused
-    connections, timeouts and proxies.
-    """
-    errors: list[type[BaseException]] = [OSError, ValueError]
-    for client in ("httpx2", "httpx"):
-        try:
-            module = importlib.import_module(client)
-        except ImportError:
-            continue
-        errors.extend([module.HTTPError, module.InvalidURL])
-    return tuple(errors)
-
-
-def _one_line(exc: BaseException) -> str:
-    """`Type: first line of the message`, for one-line error reports."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-
-
 def find_checkpoint(model: str, revision: str | None = None) -> Path | None:
     """The checkpoint folder `model` names if it is on this machine, else None (it must be fetched).
 
@@ -239,7 +216,7 @@ def find_checkpoint(model: str, revision: str | None = None) -> Path | None:
         cached = Path(
             snapshot_download(model, revision=revision, allow_patterns=_CHECKPOINT_PATTERNS, local_files_only=True)
         )
-    except _hub_errors():
+    except hub_errors():
         cached = None
     if cached is not None and _is_complete(cached):
         check_checkpoint(cached, model)
@@ -261,7 +238,7 @@ def _unavailable(model: str, revision: str | None, exc: BaseException) -> ModelU
     from huggingface_hub import constants
 
     return ModelUnavailableError(
-        f"model {_named(model, revision)} could not be downloaded from {constants.ENDPOINT} ({_one_line(exc)}); "
+        f"model {_named(model, revision)} could not be downloaded from {constants.ENDPOINT} ({one_line(exc)}); "
         f"{_WAYS_OUT}"
     )
 
@@ -279,7 +256,7 @@ def check_hub(model: str, revision: str | None = None) -> None:
 
     try:
         HfApi().model_info(model, revision=revision, timeout=constants.HF_HUB_ETAG_TIMEOUT)
-    except _hub_errors() as exc:
+    except hub_errors() as exc:
         raise _unavailable(model, revision, exc) from exc
 
 
@@ -293,7 +270,7 @@ def download_checkpoint(model: str, revision: str | None = None) -> Path:
 
     try:
         path = Path(snapshot_download(model, revision=revision, allow_patterns=_CHECKPOINT_PATTERNS))
-    except _hub_errors() as exc:
+    except hub_errors() as exc:
         raise _unavailable(model, revision, exc) from exc
     check_checkpoint(path, model)
     return path
@@ -640,8 +617,8 @@ class TransformersEngine:
         except (RuntimeError, MemoryError) as exc:
             if not is_out_of_memory(exc):
                 self._free_memory()
-                raise EngineError(f"generation failed on {len(images)} page(s): {_one_line(exc)}") from exc
-            failure = _one_line(exc)
+                raise EngineError(f"generation failed on {len(images)} page(s): {one_line(exc)}") from exc
+            failure = one_line(exc)
         if failure is not None:
             # Outside the except block: the traceback (and the tensors its frames hold) is gone.
             on_device.clear()
@@ -805,7 +782,7 @@ def load_engine(options: ModelOptions, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
         image_processor = AutoImageProcessor.from_pretrained(folder)
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(folder, **load_kwargs)
     except (OSError, ValueError, ImportError, KeyError) as exc:
-        raise ModelUnavailableError(f"model {options.model}: cannot load {folder}: {_one_line(exc)}") from exc
+        raise ModelUnavailableError(f"model {options.model}: cannot load {folder}: {one_line(exc)}") from exc
     model.eval()
     if device == "cpu":
         apply_cpu_dtypes(model, device, options.dtype, options.quantize)

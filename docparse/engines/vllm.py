@@ -18,6 +18,7 @@ from PIL import Image
 from docparse.config import ModelOptions, RasterOptions, VllmOptions
 from docparse.document import FinishReason, Generation
 from docparse.engines.base import GREEDY, Answer, GenerationSettings
+from docparse.engines.choice import vllm_installed
 from docparse.engines.vllm_setup import (
     IN_FLIGHT,
     Sizing,
@@ -27,7 +28,6 @@ from docparse.engines.vllm_setup import (
     one_line,
     quiet_vllm_logs,
     repetition_penalty,
-    vllm_installed,
 )
 from docparse.errors import EngineError, ModelUnavailableError
 from docparse.prompt import FACTOR, chat_text, image_token_count

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from dataclasses import dataclass
@@ -19,11 +18,6 @@ TEXT_ROOM = 256
 # On a CPU vLLM reserves --gpu-memory-utilization of all RAM; docparse sizes the KV cache itself instead,
 # for the pages in flight at full length, within this share of the RAM available at startup.
 CPU_KV_SHARE = 0.25
-
-
-def vllm_installed() -> bool:
-    """Whether the vllm package can be imported here (found, not imported: importing it takes seconds)."""
-    return importlib.util.find_spec("vllm") is not None
 
 
 @dataclass(frozen=True, slots=True)

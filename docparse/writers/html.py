@@ -12,8 +12,6 @@ from typing import assert_never
 
 import nh3
 
-from docparse.agreement import LOW_AGREEMENT, low_blocks
-from docparse.assets import image_url
 from docparse.config import WriteOptions
 from docparse.document import (
     Block,
@@ -44,7 +42,9 @@ from docparse.document import (
     Unit,
     plain_text,
 )
-from docparse.notation import (
+from docparse.layer.agreement import LOW_AGREEMENT, low_blocks
+from docparse.writers.common import image_url
+from docparse.writers.notation import (
     MATHML_ATTRIBUTES,
     MATHML_TAGS,
     SVG_ATTRIBUTES,
@@ -76,7 +76,7 @@ _STATUS_NOTES: dict[PageStatus, str] = {
     "fallback-text-layer": "the model failed on this page; its text is the PDF's own text layer, without structure.",
 }
 
-# Blocks whose text reads differently from the PDF's text layer (docparse.agreement): marked, with a
+# Blocks whose text reads differently from the PDF's text layer (docparse.layer.agreement): marked, with a
 # legend, only in a document that has such a block (so other documents' HTML stays as it was).
 _LOW_CSS = """
 .layer-low{outline:2px solid #cf222e;outline-offset:2px;background:#fff5f5}
@@ -108,7 +108,7 @@ hr.page-break{border:0;border-top:2px dashed #8c959f;margin:2rem 0}
 # The allow-list of the final sanitiser pass: exactly the tags and attributes this writer emits.
 # Anything else (script, iframe, object, embed, form, meta, base, style, on* handlers, style
 # attributes, links other than http/https/mailto, images other than our crops, MathML or SVG
-# elements outside docparse.notation's allow-lists) is dropped by nh3 (ammonia) even if a later
+# elements outside docparse.writers.notation's allow-lists) is dropped by nh3 (ammonia) even if a later
 # edit of this module let model text through unescaped.
 _ALLOWED_TAGS = frozenset(
     {
@@ -129,7 +129,7 @@ _ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
 # data: is let through the URL check only for <img src>, and only as a PNG (see _attribute_filter).
 _URL_SCHEMES = frozenset({"http", "https", "mailto", "data"})
 # Elements whose content is dropped with them, not kept as text. MathML and SVG are allowed (from
-# the allow-lists of docparse.notation), but never what can run script or load content inside them.
+# the allow-lists of docparse.writers.notation), but never what can run script or load content inside them.
 _DROP_WITH_CONTENT = frozenset(
     {"script", "style", "iframe", "object", "embed", "noscript", "template", "foreignObject", "foreignobject"}
 )

@@ -8,7 +8,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Literal, assert_never
 
-from docparse.assets import image_url
 from docparse.config import WriteOptions
 from docparse.document import (
     Block,
@@ -34,6 +33,7 @@ from docparse.document import (
     Text,
     plain_text,
 )
+from docparse.writers.common import image_url
 from docparse.writers.html import clean_text, safe_href, table_html
 
 # Where inline content goes: "block" (paragraphs, list items: may span lines), "line" (a heading:

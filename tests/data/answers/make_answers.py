@@ -15,8 +15,8 @@ from pathlib import Path
 import pymupdf
 
 from docparse.config import RasterOptions
-from docparse.rasterize import target_size
-from docparse.textnorm import join_lines  # a word hyphenated at a line end is whole again
+from docparse.inputs.rasterize import target_size
+from docparse.layer.textnorm import join_lines  # a word hyphenated at a line end is whole again
 
 HERE = Path(__file__).resolve().parent
 PDFS = HERE.parents[3] / "shared" / "fixtures" / "pdfs"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pymupdf
 
 from docparse.config import RasterOptions
-from docparse.rasterize import target_size
+from docparse.inputs.rasterize import target_size
 
 HERE = Path(__file__).resolve().parent
 PAGE = (612.0, 792.0)  # US Letter, points

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from docparse import __version__
 from docparse.config import ConvertOptions
 from docparse.document import Generation, Unit
 from docparse.engines.base import Answer, GenerationSettings
 from docparse.files import write_atomic
+from docparse.version import __version__
 
 # Bumped when the shape of an entry changes: older entries are then misses.
 FORMAT = 1

@@ -30,10 +30,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from docparse import __version__
-from docparse.agreement import layer_warnings
-from docparse.cache import PageCache
-from docparse.cli_help import (
+from docparse.cli.help import (
     PANEL_BATCH,
     PANEL_CLUSTER,
     PANEL_ENGINE,
@@ -76,7 +73,8 @@ from docparse.errors import (
     InputError,
     UsageError,
 )
-from docparse.inputs import Job
+from docparse.inputs.plan import Job
+from docparse.layer.agreement import layer_warnings
 from docparse.pipeline import PageDone
 from docparse.prompt import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -87,8 +85,10 @@ from docparse.prompt import (
     DEFAULT_SYSTEM_PROMPT,
     FACTOR,
 )
-from docparse.report import FileStatus, Report, document_failed, page_failed
-from docparse.scheduler import Event, FileDone, FileStarted
+from docparse.run.cache import PageCache
+from docparse.run.report import FileStatus, Report, document_failed, page_failed
+from docparse.run.scheduler import Event, FileDone, FileStarted
+from docparse.version import __version__
 
 EXIT_CODES_HELP = (
     f"Exit codes: {EXIT_OK} everything converted; {EXIT_FAILED} some files or pages failed (the rest are "
@@ -268,7 +268,7 @@ def images_mode(images: Images | None, output: Path | None) -> Images:
 
 def emit(doc: Document, options: WriteOptions, output: Path | None, password: str | None = None) -> None:
     """Write the document, with its crops as `options.images` asks, to -o (atomically) or to stdout."""
-    from docparse.assets import write_with_assets
+    from docparse.output import write_with_assets
 
     written = write_with_assets(doc, options, None if to_stdout(output) else output, password=password)
     for warning in written.warnings:
@@ -766,7 +766,7 @@ def convert(
         ),
     ] = False,
 ) -> int:
-    from docparse.inputs import check_inputs, into_folder, plan
+    from docparse.inputs.plan import check_inputs, into_folder, plan
 
     check_inputs(inputs)
     cluster = cluster_options(ray, workers, gpus_per_worker, [*inputs, *([Path(output_text)] if output_text else [])])
@@ -848,7 +848,7 @@ def convert(
     run.cluster = cluster
     for warning in work.warnings:
         run.display.warning(warning)
-    from docparse.cache import PageCache, default_cache_dir
+    from docparse.run.cache import PageCache, default_cache_dir
 
     cache = None if no_cache else PageCache(cache_dir or default_cache_dir())
     return run.run(cache, report)
@@ -862,7 +862,7 @@ def cluster_options(
         if workers is not None or gpus_per_worker is not None:
             raise UsageError("--workers and --gpus-per-worker only apply with --ray")
         return None
-    from docparse.cluster import check_paths
+    from docparse.run.cluster import check_paths
 
     check_paths(paths)
     return ClusterOptions(address=address, workers=workers, gpus_per_worker=gpus_per_worker)
@@ -910,11 +910,11 @@ class BatchRun:
         self.root: Path | None = None  # the output folder of a batch
         self.report_path: Path | None = None
         self.report_written = time.monotonic()
-        self.cluster: ClusterOptions | None = None  # --ray: the batch runs on a Ray cluster (docparse.cluster)
+        self.cluster: ClusterOptions | None = None  # --ray: the batch runs on a Ray cluster (docparse.run.cluster)
 
     def get_engine(self) -> Engine:
         if not self.engines:
-            from docparse.engines import open_engine
+            from docparse.engines.open import open_engine
 
             if self.options.engine == "transformers" and (self.quiet or not sys.stderr.isatty()):
                 from docparse.api import quiet_loading
@@ -1029,7 +1029,7 @@ class BatchRun:
             self.display.error(f"--report {self.report_path}: cannot write ({exc.strerror or exc})")
 
     def run(self, cache: PageCache | None, report_path: Path | None) -> int:
-        from docparse.scheduler import run_batch
+        from docparse.run.scheduler import run_batch
 
         self.report_path = report_path
         in_main = threading.current_thread() is threading.main_thread()
@@ -1038,7 +1038,7 @@ class BatchRun:
             with self.display:
                 sources = [j.source for j in self.jobs]
                 if self.cluster is not None:
-                    from docparse.cluster import connect, run_cluster
+                    from docparse.run.cluster import connect, run_cluster
 
                     self.display.info(f"joining the Ray cluster ({self.cluster.address}) ...")
                     connect(self.cluster.address)
@@ -1102,7 +1102,7 @@ def write_output(
 ) -> tuple[str, ...]:
     """Write one document of a batch, with its crops, to its output file (atomically), refusing a path that a
     symbolic link in the output tree would carry outside `root`. Returns the warnings of the write."""
-    from docparse.assets import write_with_assets
+    from docparse.output import write_with_assets
 
     for stale in path.parent.glob(f".{glob_escape(path.name)}.*.part"):  # left by a run that was killed mid-write
         with contextlib.suppress(OSError):
@@ -1180,7 +1180,7 @@ def render(
         images=images_mode(images, output),
         online_assets=online_assets,
     )
-    from docparse.keepraw import answer_files
+    from docparse.run.keepraw import answer_files
 
     answers = answer_files(answers)  # sidecars and retries of the answers given are read with them
     documents = [a for a in answers if a.suffix.lower() == ".json"]
@@ -1228,7 +1228,7 @@ CacheDirOption = Annotated[
 
 @cache_app.command("info", help="Print where the page cache is, how many entries it holds and their size.")
 def cache_info(cache_dir: CacheDirOption = None) -> int:
-    from docparse.cache import PageCache, default_cache_dir
+    from docparse.run.cache import PageCache, default_cache_dir
 
     stats = PageCache(cache_dir or default_cache_dir()).stats()
     print(f"cache: {stats.path}")
@@ -1240,7 +1240,7 @@ def cache_info(cache_dir: CacheDirOption = None) -> int:
 
 @cache_app.command("clear", help="Delete every entry of the page cache (only docparse's own files).")
 def cache_clear(cache_dir: CacheDirOption = None) -> int:
-    from docparse.cache import PageCache, default_cache_dir
+    from docparse.run.cache import PageCache, default_cache_dir
 
     cache = PageCache(cache_dir or default_cache_dir())
     removed = cache.clear()
@@ -1256,7 +1256,7 @@ def _fail(message: str, code: int) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: dispatch `render` or the default convert command; turn every error into an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    from docparse.cli_config import config_app, default_map, schema_app
+    from docparse.cli.config_cmd import config_app, default_map, schema_app
 
     subcommands = {"render": render_app, "cache": cache_app, "config": config_app, "schema": schema_app}
     if args[:1] and args[0] in subcommands:

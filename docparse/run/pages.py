@@ -1,10 +1,10 @@
 """One page's way through docparse, public: open an input, render a page, answer pages, assemble a document.
 
-Every batch runner calls these: the local scheduler (docparse.scheduler) in its threads, the Ray
-runner (docparse.cluster) in tasks and actors across a cluster. A page is rendered (`render_page`:
+Every batch runner calls these: the local scheduler (docparse.run.scheduler) in its threads, the Ray
+runner (docparse.run.cluster) in tasks and actors across a cluster. A page is rendered (`render_page`:
 a finished Page when it is blank or cannot be rendered, else a PageWork that needs the model), or
 rebuilt from the page cache without rendering (`replay_page`); pages that need the model are
-answered in batches (`answer_pages`: the engine's call, then the retry ladder of docparse.recover),
+answered in batches (`answer_pages`: the engine's call, then the retry ladder of docparse.run.recover),
 their answers read from and stored in an AnswerStore (the PageCache, or the answers a remote
 worker was handed); `Documents` keeps each document's pages and assembles it when its last one is in.
 """
@@ -19,18 +19,18 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from docparse.agreement import check_document, fallback_page
 from docparse.assemble import assemble
-from docparse.cache import PageCache, RasterInfo, answer_key, page_prefix, raster_key
 from docparse.config import ConvertOptions
 from docparse.document import Document, Page
 from docparse.engines.base import GREEDY, Answer, Engine, GenerationSettings
 from docparse.errors import DocparseError, EngineError, InputError
 from docparse.files import sha256_file
+from docparse.inputs.rasterize import InputDocument, PageImage, open_input
+from docparse.inputs.tallpage import is_tall
+from docparse.inputs.textlayer import TextLayer
+from docparse.layer.agreement import check_document, fallback_page
 from docparse.pipeline import BLANK_WARNING, PageDone, document_metadata, empty_page, page_from_answer, page_from_bands
-from docparse.rasterize import InputDocument, PageImage, open_input
-from docparse.tallpage import is_tall
-from docparse.textlayer import TextLayer
+from docparse.run.cache import PageCache, RasterInfo, answer_key, page_prefix, raster_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +158,8 @@ class PageWork:
 @dataclass(frozen=True, slots=True)
 class PageResult:
     """A finished page, the calls it made to the engine (retries included), its seconds in the run, and the
-    PDF page's own text layer (docparse.textlayer; None for an image) that the assembled document is checked
-    against (docparse.agreement)."""
+    PDF page's own text layer (docparse.inputs.textlayer; None for an image) that the assembled document is checked
+    against (docparse.layer.agreement)."""
 
     page: Page
     model_calls: int
@@ -301,7 +301,7 @@ def assemble_pages(
     layers: Mapping[int, TextLayer | None] | None = None,
 ) -> Document:
     """The document of a file's finished pages (in order), with its metadata, assembled as options say, and
-    checked against the pages' text `layers` by number (docparse.agreement; --fallback fills failed pages
+    checked against the pages' text `layers` by number (docparse.layer.agreement; --fallback fills failed pages
     from them first). Without `layers` (an image, or a caller that has none) the fields stay null."""
     layers = layers or {}
     if options.layer.fallback:

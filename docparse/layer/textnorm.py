@@ -1,6 +1,6 @@
 """Text reduced to comparable tokens for the text-layer check: NFKC, hyphenation, Arabic, CJK, LaTeX printed.
 
-See docparse.agreement for what is compared and why; these functions are pure and cached.
+See docparse.layer.agreement for what is compared and why; these functions are pure and cached.
 """
 
 from __future__ import annotations

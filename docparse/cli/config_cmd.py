@@ -11,8 +11,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from docparse.cli.settings import Setting, file_settings, option_keys, project_config_file, user_config_file
 from docparse.errors import EXIT_OK
-from docparse.settings import Setting, file_settings, option_keys, project_config_file, user_config_file
 
 config_app = typer.Typer(
     add_completion=False,
@@ -30,7 +30,7 @@ schema_app = typer.Typer(
 
 def _commands() -> dict[str, Any]:
     """The click commands whose options a file may set, by the name main dispatches them under."""
-    from docparse.cli import cache_app, convert_app, render_app
+    from docparse.cli.app import cache_app, convert_app, render_app
 
     return {name: typer.main.get_command(app) for name, app in (("convert", convert_app), ("render", render_app),
                                                                  ("cache", cache_app))}  # fmt: skip

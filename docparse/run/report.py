@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from docparse import __version__
-from docparse.agreement import below_coverage, low_blocks
 from docparse.document import Document, Page
 from docparse.files import write_atomic
+from docparse.layer.agreement import below_coverage, low_blocks
 from docparse.pipeline import PageDone
+from docparse.version import __version__
 
 FileStatus = Literal["converted", "failed", "interrupted", "not-started"]
 REPORT_VERSION = "1.1"

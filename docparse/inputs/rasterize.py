@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
 
 import pymupdf
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -16,12 +15,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from docparse.config import RasterOptions
 from docparse.document import Unit
 from docparse.errors import InputError, PasswordError, UsageError
-from docparse.pageprep import is_blank, raster_orientation, text_turn, turn_image, upside_down
+from docparse.inputs.detect import detect_kind
+from docparse.inputs.pageprep import is_blank, raster_orientation, text_turn, turn_image, upside_down
+from docparse.inputs.tallpage import is_tall, tall_size
+from docparse.inputs.textlayer import TextLayer, read_layer, text_page
 from docparse.prompt import MAX_ASPECT_RATIO, NOMINAL_DPI, smart_resize
-from docparse.tallpage import is_tall, tall_size
-from docparse.textlayer import TextLayer, read_layer, text_page
 
-Kind = Literal["pdf", "image"]
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
 
 pymupdf.TOOLS.mupdf_display_errors(False)  # MuPDF's repair chatter would go to stderr unasked
@@ -49,26 +48,8 @@ class PageImage:
     has_text: bool = False
     blank: bool = False
     notes: tuple[str, ...] = ()
-    # The PDF page's own text layer (docparse.textlayer), read with the render; None for an image.
+    # The PDF page's own text layer (docparse.inputs.textlayer), read with the render; None for an image.
     layer: TextLayer | None = None
-
-
-_RANGE = re.compile(r"^\s*(\d+)\s*(?:(-)\s*(\d+)?)?\s*$")
-
-
-def parse_pages(spec: str) -> tuple[tuple[int, int | None], ...]:
-    """Parse "1-3,7,10-" into 1-based inclusive ranges; raises UsageError on anything else."""
-    ranges: list[tuple[int, int | None]] = []
-    for part in spec.split(","):
-        m = _RANGE.match(part)
-        if not m:
-            raise UsageError(f"bad page range {part.strip()!r} in --pages {spec!r} (use e.g. 1-3,7,10-)")
-        start = int(m.group(1))
-        end: int | None = start if m.group(2) is None else (int(m.group(3)) if m.group(3) else None)
-        if start < 1 or (end is not None and end < start):
-            raise UsageError(f"bad page range {part.strip()!r} in --pages (pages count from 1, start <= end)")
-        ranges.append((start, end))
-    return tuple(ranges)
 
 
 def select_pages(
@@ -105,26 +86,6 @@ def missing_pages_note(ranges: tuple[tuple[int, int | None], ...] | None, count:
     return f"it has {_pages(count)}: --pages {spans} skipped where past its end"
 
 
-def detect_kind(path: Path) -> Kind:
-    """PDF or image, from the file's first bytes (the suffix only breaks ties); raises InputError."""
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(1024)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path} is a directory (directories come with batch conversion)") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if not head:
-        raise InputError(f"{path} is empty (0 bytes)")
-    if b"%PDF-" in head:
-        return "pdf"
-    if path.suffix.lower() == ".pdf":
-        raise InputError(f"{path} is not a PDF (no %PDF header)")
-    return "image"
-
-
 class InputDocument:
     """An opened input: `page_numbers` are the selected pages, `pages()` renders them one at a time."""
 
@@ -159,7 +120,7 @@ class InputDocument:
         return _render_image_frame(self._image, number, self.options, str(self.path))
 
     def text_layer(self, number: int) -> TextLayer | None:
-        """The page's own text layer (docparse.textlayer), read once; None for an image or an unreadable page."""
+        """The page's own text layer (docparse.inputs.textlayer), read once; None for an image or an unreadable page."""
         if self._pdf is None:
             return None
         try:
@@ -243,7 +204,7 @@ def _render_pdf_page(doc: pymupdf.Document, number: int, options: RasterOptions,
         pix = page.get_pixmap(matrix=pymupdf.Matrix(tw / w_pt, th / h_pt), alpha=False, colorspace=pymupdf.csRGB)
         img = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
         rotation = page.rotation
-        textpage = text_page(page)  # read once: orientation, has_text and the layer docparse.agreement checks
+        textpage = text_page(page)  # read once: orientation, has_text and the layer docparse.layer.agreement checks
         directions = _text_directions(page, textpage)
         has_text = bool(textpage.extractText().strip())
         layer = read_layer(page, textpage)

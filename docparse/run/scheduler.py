@@ -9,12 +9,12 @@ from any number of documents, into batches of the engine's `batch_size`, and run
 batch at a time, a server many one-page calls in flight. A batch is sent when it is full, or when
 no more pages will come, so the same inputs always make the same batches.
 
-Each page then goes through the retry ladder (docparse.recover) in its worker. With a page cache,
+Each page then goes through the retry ladder (docparse.run.recover) in its worker. With a page cache,
 every call's answer is stored, and a page whose answers are all cached is rebuilt by the producer
 without rendering it and without the model: the engine is loaded only when the first page that
 needs it arrives. A document is assembled as soon as its last page is done, handed to `events`
 (FileDone), and dropped. Progress is reported through events only; showing it is the caller's job.
-Each step is docparse.pages' public page API, which the Ray runner (docparse.cluster) calls too.
+Each step is docparse.run.pages' public page API, which the Ray runner (docparse.run.cluster) calls too.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from docparse.cache import PageCache, raster_key
 from docparse.config import ConvertOptions
 from docparse.engines.base import Engine
 from docparse.errors import DocparseError
-from docparse.pages import (
+from docparse.inputs.rasterize import InputDocument
+from docparse.run.cache import PageCache, raster_key
+from docparse.run.pages import (
     Documents,
     Event,
     FileDone,
@@ -43,7 +44,6 @@ from docparse.pages import (
     render_page,
     replay_page,
 )
-from docparse.rasterize import InputDocument
 
 __all__ = ["Event", "FileDone", "FileStarted", "run_batch"]
 

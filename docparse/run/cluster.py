@@ -4,7 +4,7 @@ The driver (this process) opens each input to list its pages and hash it, and re
 page cache every page it can, as the local scheduler does. Every other page is rendered by a Ray
 task on any CPU of the cluster; its image stays in the object store and goes straight to an engine
 actor, which holds whatever docparse.engines.open_engine gives (or `engine_factory`) and answers
-batches through the retry ladder (docparse.pages.answer_pages). The driver hands each call the
+batches through the retry ladder (docparse.run.pages.answer_pages). The driver hands each call the
 answers its cache already holds for those pages and stores the new ones the call returns, so the
 cache stays with the driver and is keyed as in a local run. Pages are batched in input order, as
 locally (the same inputs make the same batches, so the same answers), each actor gets up to its
@@ -29,12 +29,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from docparse.cache import PageCache, RasterInfo, answer_key, page_prefix, raster_key
 from docparse.config import ClusterOptions, ConvertOptions
 from docparse.document import Page
 from docparse.engines.base import Answer, Engine
 from docparse.errors import DocparseError, EngineError, ModelUnavailableError, UsageError
-from docparse.pages import (
+from docparse.inputs.rasterize import InputDocument, open_input
+from docparse.run.cache import PageCache, RasterInfo, answer_key, page_prefix, raster_key
+from docparse.run.pages import (
     Documents,
     Event,
     HeldAnswers,
@@ -46,7 +47,6 @@ from docparse.pages import (
     render_page,
     replay_page,
 )
-from docparse.rasterize import InputDocument, open_input
 
 EngineFactory = Callable[[ConvertOptions], Engine]
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
@@ -76,9 +76,7 @@ def connect(address: str) -> None:
         raise UsageError("--ray needs Ray: pip install 'docparse[ray]'") from None
     if ray.is_initialized():
         return
-    import docparse
-
-    package = os.path.dirname(docparse.__file__)
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the docparse package folder
     target = (os.environ.get("RAY_ADDRESS") or "auto") if address == "auto" else address
     extra: dict[str, Any] = {"include_dashboard": False} if target == "local" else {}
     try:
@@ -125,7 +123,7 @@ class EngineWorker:
                 if self.factory is not None:
                     self.engine = self.factory(self.options)
                 else:
-                    from docparse.engines import open_engine
+                    from docparse.engines.open import open_engine
 
                     self.engine = open_engine(self.options)
             return self.engine.model_id, self.engine.batch_size, self.engine.concurrency
@@ -199,7 +197,7 @@ def run_cluster(
     info: Callable[[str], None] | None = None,
     engine_factory: EngineFactory | None = None,
 ) -> bool:
-    """Convert every input on the Ray cluster joined by `connect`, as docparse.scheduler.run_batch does here:
+    """Convert every input on the Ray cluster joined by `connect`, as docparse.run.scheduler.run_batch does here:
     the same events, the same stop semantics, the same page cache. Returns True when the run was stopped.
     Raises ModelUnavailableError when the engine cannot be had, EngineError when actors keep dying."""
     import ray

@@ -14,10 +14,9 @@ import base64
 import dataclasses
 import io
 import re
-import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, TypeAlias
 
 from PIL import Image, ImageOps
@@ -25,7 +24,9 @@ from PIL import Image, ImageOps
 from docparse.config import WriteOptions
 from docparse.document import Block, Chart, Chemistry, Document, Figure, Music, Page, block_type_name
 from docparse.errors import InputError, UsageError
-from docparse.files import sha256_file, write_atomic
+from docparse.files import write_atomic
+from docparse.inputs.source import find_source
+from docparse.writers.common import DATA_URI_PREFIX
 
 Pictured: TypeAlias = Figure | Chart | Chemistry | Music
 PICTURED = (Figure, Chart, Chemistry, Music)
@@ -36,8 +37,6 @@ CROP_DPI = 300
 MAX_CROP_SIDE = 4000
 # The model's answer is untrusted: a page that claims more pictures than this gets crops for the first ones only.
 MAX_CROPS_PER_PAGE = 64
-DATA_URI_PREFIX = "data:image/png;base64,"
-_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,32 +59,9 @@ def crop_name(page: Page, block: Block, index: int) -> str:
     return f"p{page.number:04d}-{block_type_name(block)}{index}.png"
 
 
-def image_url(ref: str | None) -> str | None:
-    """A block's `image` as a URL a writer may put in src: a PNG data URI, or a relative path under
-    a `*_files` folder (percent-encoded). Anything else (absolute, `..`, other schemes, which a
-    hand-edited JSON document could hold) gives None."""
-    if not ref:
-        return None
-    if ref.startswith(DATA_URI_PREFIX):
-        return ref if _BASE64.fullmatch(ref[len(DATA_URI_PREFIX) :]) else None
-    path = PurePosixPath(ref)
-    if (
-        path.is_absolute()
-        or ".." in path.parts
-        or ":" in ref
-        or "\\" in ref
-        or len(path.parts) != 2
-        or not path.parts[0].endswith("_files")
-        or path.suffix != ".png"
-        or any(ord(c) < 32 for c in ref)
-    ):
-        return None
-    return urllib.parse.quote(ref, safe="/")
-
-
 def check_notation(doc: Document) -> Document:
     """The document with each chemistry and music block's `valid` set by RDKit / music21 where installed."""
-    from docparse.notation import check_abc, check_smiles
+    from docparse.writers.notation import check_abc, check_smiles
 
     def checked(block: Block) -> Block:
         if isinstance(block, Chemistry):
@@ -115,36 +91,11 @@ def _pictured(page: Page) -> Iterator[tuple[int, Pictured, int]]:
             yield position, block, counts[type(block)]
 
 
-def find_source(doc: Document) -> tuple[Path | None, str | None]:
-    """The source file the document came from, if it is still there and unchanged; else a reason.
-
-    A relative source is looked for from the working folder, then beside the first raw answer it
-    was rendered from. When the document records the source's SHA-256, a file that differs is not used.
-    """
-    if not doc.source:
-        return None, "the document names no source file"
-    source = Path(doc.source)
-    candidates = [source]
-    rendered = doc.metadata.get("rendered_from")
-    if isinstance(rendered, list) and doc.source in rendered:
-        return None, "the answers were rendered without a --keep-raw sidecar naming their source file"
-    if not source.is_absolute() and isinstance(rendered, list) and rendered and isinstance(rendered[0], str):
-        candidates.append(Path(rendered[0]).parent / source)
-        candidates.append(Path(rendered[0]).parent / source.name)
-    found = next((c for c in candidates if c.is_file()), None)
-    if found is None:
-        return None, f"the source {doc.source} is not there"
-    digest = doc.metadata.get("source_sha256")
-    if isinstance(digest, str) and sha256_file(found) != digest:
-        return None, f"{found} is not the file the document was made from (its SHA-256 differs)"
-    return found, None
-
-
 class _Cropper:
     """Crops boxes of pages out of a PDF (re-rendered at CROP_DPI) or an image file (its own pixels)."""
 
     def __init__(self, path: Path, password: str | None) -> None:
-        from docparse.rasterize import detect_kind
+        from docparse.inputs.detect import detect_kind
 
         self.kind = detect_kind(path)
         self._pdf: Any = None
@@ -203,7 +154,7 @@ class _Cropper:
         return Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
 
     def _crop_image(self, page: Page, box: Any) -> Image.Image | None:
-        from docparse.rasterize import _to_rgb
+        from docparse.inputs.rasterize import _to_rgb
 
         assert self._image is not None
         try:

@@ -64,10 +64,10 @@ from docparse.document import (
     block_text,
     plain_text,
 )
-from docparse.textnorm import HYPHENS, formula_chars, join_lines, tokens
+from docparse.layer.textnorm import HYPHENS, formula_chars, join_lines, tokens
 
 if TYPE_CHECKING:
-    from docparse.textlayer import TextLayer
+    from docparse.inputs.textlayer import TextLayer
 
 LOW_AGREEMENT = 0.8
 LOW_COVERAGE = 0.9
@@ -374,11 +374,11 @@ def below_coverage(page: Page, min_coverage: float | None) -> bool:
 
 
 def check_source(doc: Document, password: str | None = None) -> Document:
-    """`doc` checked against the text layer of its source file, found as crops find it (docparse.assets:
+    """`doc` checked against the text layer of its source file, found as crops find it (docparse.output:
     the recorded source, from the working folder or beside the raw answers, unchanged); as it is when the
     source is not found or is not a PDF."""
-    from docparse.assets import find_source
-    from docparse.textlayer import read_layers
+    from docparse.inputs.source import find_source
+    from docparse.inputs.textlayer import read_layers
 
     source, _ = find_source(doc)
     if source is None:

@@ -1,6 +1,6 @@
 """A PDF page's own text layer, read once: words and lines on the displayed page, and whether to trust it.
 
-The layer is an independent witness of what a born-digital page says (docparse.agreement compares
+The layer is an independent witness of what a born-digital page says (docparse.layer.agreement compares
 the model's blocks with it). It is read from one MuPDF text page (`page.get_textpage()`): words
 and their lines, their boxes turned by the page's /Rotate onto the page as displayed (the space the
 model's blocks are mapped to), in PDF points.
@@ -78,7 +78,7 @@ class TextLayer:
 
 
 def text_page(page: pymupdf.Page) -> pymupdf.TextPage:
-    """The page's MuPDF text page, made once and shared: orientation (docparse.rasterize) and the layer."""
+    """The page's MuPDF text page, made once and shared: orientation (docparse.inputs.rasterize) and the layer."""
     return page.get_textpage(flags=pymupdf.TEXTFLAGS_WORDS)
 
 
@@ -183,7 +183,7 @@ def _ocr_chars(textpage: pymupdf.TextPage) -> tuple[int, int]:
 def read_layers(path: Path, numbers: Sequence[int], password: str | None = None) -> dict[int, TextLayer | None]:
     """The layers of the pages `numbers` of a PDF (None for a page the file lacks or that cannot be read);
     every page None for a file that is not a PDF or cannot be opened."""
-    from docparse.rasterize import detect_kind
+    from docparse.inputs.detect import detect_kind
 
     empty: dict[int, TextLayer | None] = dict.fromkeys(numbers)
     try:

@@ -1,0 +1,314 @@
+"""The closed set of content types: boxes, inline runs and blocks, with their names and plain text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias, assert_never
+
+JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
+
+Unit = Literal["pt", "px"]
+# What a block is to a reader: the text itself, page furniture (running headers and footers, page
+# numbers, "continued" captions), a footnote, or a caption standing apart from its table or figure.
+Role = Literal["body", "furniture", "footnote", "caption"]
+ROLES: tuple[Role, ...] = ("body", "furniture", "footnote", "caption")
+Style = Literal["bold", "italic", "underline", "strike", "sub", "sup", "code"]
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """An axis-aligned box, origin top-left, in the page's unit (PDF points, or pixels)."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    def as_list(self) -> list[float]:
+        return [self.x0, self.y0, self.x1, self.y1]
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """Where one piece of a merged block came from: its page number and its box there."""
+
+    page: int
+    box: Box | None
+
+
+# --- inline content -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Styled:
+    style: Style
+    children: tuple[Inline, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Math:
+    """Inline LaTeX, without its `$` delimiters."""
+
+    latex: str
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    href: str
+    children: tuple[Inline, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LineBreak:
+    pass
+
+
+Inline: TypeAlias = Text | Styled | Math | Link | LineBreak
+Inlines: TypeAlias = tuple[Inline, ...]
+
+
+def plain_text(inlines: Iterable[Inline]) -> str:
+    """The text a reader sees, inline math kept as `$latex$`."""
+    out: list[str] = []
+    stack: list[Iterable[Inline]] = [iter(inlines)]
+    while stack:
+        item = next(stack[-1], None)  # type: ignore[call-overload]
+        if item is None:
+            stack.pop()
+            continue
+        match item:
+            case Text(text):
+                out.append(text)
+            case Math(latex):
+                out.append(f"${latex}$")
+            case LineBreak():
+                out.append("\n")
+            case Styled(_, children) | Link(_, children):
+                stack.append(iter(children))
+            case _:
+                assert_never(item)
+    return "".join(out)
+
+
+# --- blocks ---------------------------------------------------------------------------------
+# Every block keeps its box (None where the model gave none) and the model's raw class name
+# ("p", "h2", "div.formula", "div.image caption", ...), its `role` (set by docparse.assemble), and,
+# when the assembly merged it from pieces on several pages, `parts`: each piece's page and box, in
+# order (the block itself sits on the first piece's page, with the first piece's box). A block that
+# was not merged has no parts. Blocks nested in others (a chart's table, a sub-list) carry neither.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heading:
+    level: int
+    content: Inlines
+    box: Box | None = None
+    raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Paragraph:
+    content: Inlines
+    box: Box | None = None
+    raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListItem:
+    content: Inlines
+    children: tuple[ListBlock, ...] = ()
+    box: Box | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListBlock:
+    ordered: bool
+    items: tuple[ListItem, ...]
+    box: Box | None = None
+    raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cell:
+    content: Inlines
+    colspan: int = 1
+    rowspan: int = 1
+    header: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Table:
+    rows: tuple[tuple[Cell, ...], ...]
+    caption: Inlines = ()
+    box: Box | None = None
+    raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Figure:
+    """A picture. `caption` is the caption the model attached; `inner_text` is text it read inside the picture.
+
+    `image` is the picture cropped from the page, once written out (docparse.output): a path relative
+    to the output file, or a `data:image/png;base64,...` URI; None when no crop was made.
+    """
+
+    caption: Inlines = ()
+    inner_text: Inlines = ()
+    image: str | None = None
+    box: Box | None = None
+    raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Formula:
+    """A display formula in LaTeX (delimiters removed); `variant` is e.g. "handwritten" from `formula.handwritten`."""
+
+    latex: str
+    variant: str | None = None
+    box: Box | None = None
+    raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Chart:
+    """A chart with the data table the model read off it (None when it read none); `image` as for Figure."""
+
+    table: Table | None
+    caption: Inlines = ()
+    image: str | None = None
+    box: Box | None = None
+    raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Chemistry:
+    """A chemical structure as the model's SMILES, byte for byte.
+
+    `valid`: whether RDKit parsed the SMILES (None: not checked, RDKit not installed); `image` as for Figure.
+    """
+
+    smiles: str
+    valid: bool | None = None
+    image: str | None = None
+    box: Box | None = None
+    raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Music:
+    """A music sheet as the model's ABC notation, byte for byte.
+
+    `valid`: whether music21 parsed the ABC into notes (None: not checked); `image` as for Figure.
+    """
+
+    abc: str
+    valid: bool | None = None
+    image: str | None = None
+    box: Box | None = None
+    raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Code:
+    text: str
+    language: str | None = None
+    box: Box | None = None
+    raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Other:
+    """Anything the reader does not know, kept with its text rather than dropped."""
+
+    content: Inlines
+    box: Box | None = None
+    raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
+
+
+Block: TypeAlias = Heading | Paragraph | ListBlock | Table | Figure | Formula | Chart | Chemistry | Music | Code | Other
+
+
+_BLOCK_TYPES: dict[str, type[Any]] = {
+    "heading": Heading,
+    "paragraph": Paragraph,
+    "list": ListBlock,
+    "table": Table,
+    "figure": Figure,
+    "formula": Formula,
+    "chart": Chart,
+    "chemistry": Chemistry,
+    "music": Music,
+    "code": Code,
+    "other": Other,
+}
+_BLOCK_NAMES = {cls: name for name, cls in _BLOCK_TYPES.items()}
+
+
+def block_type_name(block: Block) -> str:
+    return _BLOCK_NAMES[type(block)]
+
+
+def block_text(block: Block) -> str:
+    """Plain text of a block, for search and for JSON consumers that want no structure."""
+    match block:
+        case Heading(content=c) | Paragraph(content=c) | Other(content=c):
+            return plain_text(c)
+        case ListBlock():
+            return "\n".join(_list_lines(block))
+        case Table():
+            return _table_text(block)
+        case Figure(caption=cap, inner_text=txt):
+            return "\n".join(t for t in (plain_text(txt), plain_text(cap)) if t)
+        case Formula(latex=latex):
+            return latex
+        case Chart(table=table, caption=cap):
+            return "\n".join(t for t in (_table_text(table) if table else "", plain_text(cap)) if t)
+        case Chemistry(smiles=smiles):
+            return smiles
+        case Music(abc=abc):
+            return abc
+        case Code(text=text):
+            return text
+        case _:
+            assert_never(block)
+
+
+def _list_lines(block: ListBlock) -> list[str]:
+    lines: list[str] = []
+    for item in block.items:
+        lines.append(plain_text(item.content))
+        for child in item.children:
+            lines.extend(_list_lines(child))
+    return lines
+
+
+def _table_text(table: Table) -> str:
+    return "\n".join("\t".join(plain_text(c.content) for c in row) for row in table.rows)
