@@ -12,7 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import docparse.reader.qwenvl as qwenvl
 from docparse.document import (
     Block,
     Box,
@@ -38,6 +37,7 @@ from docparse.document import (
     block_to_json,
     plain_text,
 )
+from docparse.reader.blocks import BlockReader
 from docparse.reader.qwenvl import ReadResult, read_answer
 from tests.paths import DATA, QWENVL_FIXTURES, shared_file
 
@@ -599,7 +599,7 @@ def test_an_internal_error_gives_the_text_and_a_warning(monkeypatch: pytest.Monk
     def broken(self: object, root: object) -> list[Block]:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(qwenvl._Reader, "read_tree", broken)
+    monkeypatch.setattr(BlockReader, "read_tree", broken)
     result = read_answer(page('<p data-bbox="1 2 3 4">still <b>here</b></p><style>x{}</style>'))
     assert [block_text(b) for b in result.blocks] == ["still", "here"]
     assert all(isinstance(b, Other) for b in result.blocks)
