@@ -50,30 +50,30 @@ def read_answer(
 
 
 def _read(raw: str, image_size: tuple[int, int] | None, page_size: tuple[float, float] | None) -> ReadResult:
-    reader = ReadContext(image_size, page_size)
+    ctx = ReadContext(image_size, page_size)
     answer = answer_html(clean(raw if isinstance(raw, str) else str(raw)))
     if answer.prose.strip():
-        reader.warnings.append(
+        ctx.warnings.append(
             f"ignored {len(answer.prose.strip())} characters of prose outside the ``` fence ({_snippet(answer.prose)})"
         )
     cut = answer.cut
     if cut is not None:
-        reader.warnings.append(f"the answer was cut off: {cut}")
+        ctx.warnings.append(f"the answer was cut off: {cut}")
     html = answer.html
     if not html.strip():
-        reader.warnings.append("the answer is empty")
-        return ReadResult((), tuple(reader.warnings), cut is not None, False)
+        ctx.warnings.append("the answer is empty")
+        return ReadResult((), tuple(ctx.warnings), cut is not None, False)
     parsed = parse(html)
     if not parsed.has_bbox:
-        reader.warnings.append(
+        ctx.warnings.append(
             "the answer is not QwenVL HTML (no data-bbox anywhere): probably a different prompt; "
             "its text is kept without boxes"
         )
     if parsed.flattened:
-        reader.warnings.append(f"markup nested deeper than {MAX_TREE_DEPTH} levels was flattened to its text")
-    blocks = BlockReader(reader).read_tree(parsed.root) if parsed.root is not None else []
-    reader.summarise()
-    return ReadResult(tuple(blocks), tuple(reader.warnings), cut is not None, parsed.has_bbox)
+        ctx.warnings.append(f"markup nested deeper than {MAX_TREE_DEPTH} levels was flattened to its text")
+    blocks = BlockReader(ctx).read_tree(parsed.root) if parsed.root is not None else []
+    ctx.summarise()
+    return ReadResult(tuple(blocks), tuple(ctx.warnings), cut is not None, parsed.has_bbox)
 
 
 def _snippet(text: str) -> str:
