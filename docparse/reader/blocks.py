@@ -33,7 +33,7 @@ from docparse.reader.elements import (
     raw_class_of,
     tag_name,
 )
-from docparse.reader.inline import element_inlines, read_inlines
+from docparse.reader.inline import element_inlines, read_inlines, take_inlines
 from docparse.reader.lists import read_list
 from docparse.reader.mathtext import strip_math_delimiters
 from docparse.reader.tables import read_table
@@ -204,9 +204,7 @@ class BlockReader:
         between: list[Piece] = []
 
         def flush_text() -> None:
-            content = read_inlines(between)
-            between.clear()
-            if content:
+            if content := take_inlines(between):
                 out.append(Paragraph(content=content, box=box, raw_class=raw))
 
         for p in pieces:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, TypeAlias
 
 from docparse.document import Style
@@ -110,21 +110,36 @@ def raw_class_of(el: El) -> str:
     return f"{tag_name(el)}.{cls}" if cls else tag_name(el)
 
 
-def flat_text(pieces: Iterable[Piece]) -> str:
-    """All text under `pieces`, verbatim, in document order (<br> as a newline). Iterative."""
-    out: list[str] = []
+def walk(pieces: Iterable[Piece], enter: Callable[[El, int], bool]) -> Iterator[tuple[Piece, bool]]:
+    """Each piece under `pieces` in document order, with whether it is entered. Iterative.
+
+    An element is entered when `enter(element, depth)` says so (depth 1 for the elements of
+    `pieces` themselves): its own pieces follow it. Other elements are given whole.
+    """
     stack: list[Iterator[Piece]] = [iter(pieces)]
     while stack:
         p = next(stack[-1], None)
         if p is None:
             stack.pop()
-            continue
+        elif isinstance(p, str) or not enter(p, len(stack)):
+            yield p, False
+        else:
+            yield p, True
+            stack.append(pieces_of(p))
+
+
+def _not_br(el: El, depth: int) -> bool:
+    return tag_name(el) != "br"
+
+
+def flat_text(pieces: Iterable[Piece]) -> str:
+    """All text under `pieces`, verbatim, in document order (<br> as a newline). Iterative."""
+    out: list[str] = []
+    for p, entered in walk(pieces, _not_br):
         if isinstance(p, str):
             out.append(p)
-        elif tag_name(p) == "br":
+        elif not entered:  # a <br>
             out.append("\n")
-        else:
-            stack.append(pieces_of(p))
     return "".join(out)
 
 

@@ -216,6 +216,13 @@ def read_inlines(pieces: Iterable[Piece]) -> Inlines:
     return _InlineBuilder().feed(_events(items))
 
 
+def take_inlines(run: list[Piece]) -> Inlines:
+    """Inline content of a pending run of pieces, which is emptied."""
+    content = read_inlines(run)
+    run.clear()
+    return content
+
+
 def text_inlines(text: str) -> Inlines:
     """Inline content of plain text (no markup): the common case, made fast."""
     collapsed = _collapse(text).strip(" ")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from docparse.document import ListBlock, ListItem
 from docparse.reader.context import ReadContext
 from docparse.reader.elements import LINE_TAGS, El, Piece, pieces_of, raw_class_of, tag_name
-from docparse.reader.inline import read_inlines
+from docparse.reader.inline import read_inlines, take_inlines
 
 _MAX_LIST_DEPTH = 12
 
@@ -22,9 +22,7 @@ def read_list(el: El, ctx: ReadContext, depth: int) -> ListBlock | None:
     run: list[Piece] = []
 
     def flush_run() -> None:
-        content = read_inlines(run)
-        run.clear()
-        if content:
+        if content := take_inlines(run):
             items.append(ListItem(content=content))
 
     for p in pieces_of(el):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from docparse.document import Cell, Inlines, Table
 from docparse.reader.context import ReadContext
-from docparse.reader.elements import CELL_TAGS, El, Piece, has_text, pieces_of, raw_class_of, tag_name
+from docparse.reader.elements import CELL_TAGS, El, has_text, pieces_of, raw_class_of, tag_name, walk
 from docparse.reader.inline import element_inlines, read_inlines, text_inlines
 
 
@@ -21,20 +19,14 @@ def read_table(el: El, ctx: ReadContext) -> Table | None:
             rows.append(tuple(pending))
             pending.clear()
 
-    stack: list[Iterator[Piece]] = [pieces_of(el)]
-    while stack:
-        p = next(stack[-1], None)
-        if p is None:
-            stack.pop()
-            continue
+    for p, entered in walk(pieces_of(el), _row_group):
         if isinstance(p, str):
             if p.strip():
                 pending.append(Cell(content=read_inlines([p])))
             continue
         tag = tag_name(p)
-        if tag in ("thead", "tbody", "tfoot", "colgroup") and len(stack) < 4:
+        if entered:  # its rows follow
             end_pending()
-            stack.append(pieces_of(p))
         elif tag == "tr":
             end_pending()
             row = _row(p)
@@ -51,6 +43,11 @@ def read_table(el: El, ctx: ReadContext) -> Table | None:
     if not rows and not caption:
         return None
     return Table(rows=tuple(rows), caption=caption, box=ctx.box(el), raw_class=raw_class_of(el))
+
+
+def _row_group(el: El, depth: int) -> bool:
+    """thead/tbody/tfoot/colgroup, read into down to three levels below the table."""
+    return tag_name(el) in ("thead", "tbody", "tfoot", "colgroup") and depth < 4
 
 
 def _row(tr: El) -> tuple[Cell, ...]:
