@@ -5,19 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from docparse.document import (
-    Block,
-    Box,
-    Chart,
-    Chemistry,
-    Code,
-    Figure,
-    Formula,
-    Heading,
-    Music,
-    Other,
-    Paragraph,
-)
+from docparse.document import Block, Box, Chart, Chemistry, Code, Figure, Formula, Heading, Music, Other, Paragraph
 from docparse.reader.context import ReadContext
 from docparse.reader.elements import (
     BLOCK_TAGS,
