@@ -33,8 +33,8 @@ from docparse.document import (
     Text,
     plain_text,
 )
-from docparse.writers.common import image_url
-from docparse.writers.html import clean_text, safe_href, table_html
+from docparse.writers.common import clean_text, code_language, image_url, safe_href, shown
+from docparse.writers.html_markup import table_html
 
 # Where inline content goes: "block" (paragraphs, list items: may span lines), "line" (a heading:
 # one line), "cell" (a pipe-table cell: one line, `|` escaped even in code and math).
@@ -313,7 +313,7 @@ def block_markdown(block: Block, alternate_list: bool = False) -> str:
             note = "<!-- music21 could not read this ABC notation -->" if valid is False else ""
             return _join(_image(image, (), "Music sheet"), _fenced(abc, "abc"), note)
         case Code(text=text, language=language):
-            return _fenced(text, re.sub(r"[^\w+#.-]", "", language or ""))
+            return _fenced(text, code_language(language))
         case _:
             assert_never(block)
 
@@ -336,11 +336,6 @@ def _blocks(blocks: Iterable[Block]) -> str:
             parts.append(text)
             previous, alternate = block, other
     return "\n\n".join(parts)
-
-
-def shown(block: Block, options: WriteOptions) -> bool:
-    """Whether a block is shown in Markdown and HTML: furniture only with `keep_furniture`."""
-    return block.role != "furniture" or options.keep_furniture
 
 
 def write_markdown(doc: Document, options: WriteOptions) -> str:
