@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeAlias, assert_never
 
@@ -67,6 +68,18 @@ def inlines_to_json(items: Iterable[Inline]) -> list[JSONValue]:
 _TOP_LEVEL_ONLY = frozenset({"role", "parts"})
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A dataclass's fields in JSON order: each class's own, as declared, before those it inherits.
+
+    So a block's content comes first and what every block keeps (docparse.document.blocks.BlockBase:
+    box, raw class) last, the order of JSON documents written before blocks shared a base class.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    ordered = (name for klass in cls.__mro__ for name in vars(klass).get("__annotations__", {}))
+    return tuple(dict.fromkeys(name for name in ordered if name in names))
+
+
 def _encode(value: Any) -> JSONValue:
     """Dataclass fields to JSON values; inline tuples become inline lists.
 
@@ -80,7 +93,7 @@ def _encode(value: Any) -> JSONValue:
         return inline_to_json(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
-            f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name not in _TOP_LEVEL_ONLY
+            name: _encode(getattr(value, name)) for name in _field_names(type(value)) if name not in _TOP_LEVEL_ONLY
         }
     if isinstance(value, tuple | list):
         return [_encode(v) for v in value]
