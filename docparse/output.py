@@ -17,19 +17,16 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
 from PIL import Image, ImageOps
 
 from docparse.config import WriteOptions
-from docparse.document import Block, Chart, Chemistry, Document, Figure, Music, Page, block_type_name
+from docparse.document import Block, Chemistry, Document, Music, Page, PicturedBase, block_type_name
 from docparse.errors import InputError, UsageError
 from docparse.files import write_atomic
 from docparse.inputs.source import find_source
 from docparse.writers.common import DATA_URI_PREFIX
-
-Pictured: TypeAlias = Figure | Chart | Chemistry | Music
-PICTURED = (Figure, Chart, Chemistry, Music)
 
 # Crops are rendered from the PDF at this resolution (the model saw the page at 200 dpi at most,
 # often less), and never larger than MAX_CROP_SIDE pixels on their long side.
@@ -82,11 +79,11 @@ def _map_blocks(doc: Document, fn: Callable[[Page, Block, int], Block]) -> Docum
     return dataclasses.replace(doc, pages=tuple(pages))
 
 
-def _pictured(page: Page) -> Iterator[tuple[int, Pictured, int]]:
+def _pictured(page: Page) -> Iterator[tuple[int, Block, int]]:
     """(position on the page, block, its count among the page's pictures of its kind, from 1) for boxed pictures."""
     counts: dict[type, int] = {}
     for position, block in enumerate(page.blocks):
-        if isinstance(block, PICTURED) and block.box is not None:
+        if isinstance(block, PicturedBase) and block.box is not None:
             counts[type(block)] = counts.get(type(block), 0) + 1
             yield position, block, counts[type(block)]
 
@@ -123,7 +120,7 @@ class _Cropper:
         if self._image is not None:
             self._image.close()
 
-    def crop(self, page: Page, block: Pictured) -> bytes | None:
+    def crop(self, page: Page, block: Block) -> bytes | None:
         """The block's box cut from its page as PNG bytes, turned upright as the model saw it; None
         when the box lies off the page or the page is not in the file."""
         box = block.box
@@ -247,7 +244,7 @@ def _remove_stale(folder: Path, written: Sequence[Path]) -> None:
 
 
 def _with_image(block: Block, ref: str | None) -> Block:
-    if isinstance(block, PICTURED) and block.image != ref:
+    if isinstance(block, PicturedBase) and block.image != ref:
         return dataclasses.replace(block, image=ref)
     return block
 

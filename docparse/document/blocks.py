@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias, assert_never
+from typing import Literal, TypeAlias, assert_never, get_args
 
 JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
 
@@ -224,24 +224,41 @@ class Other(BlockBase):
 Block: TypeAlias = Heading | Paragraph | ListBlock | Table | Figure | Formula | Chart | Chemistry | Music | Code | Other
 
 
-_BLOCK_TYPES: dict[str, type[Any]] = {
-    "heading": Heading,
-    "paragraph": Paragraph,
-    "list": ListBlock,
-    "table": Table,
-    "figure": Figure,
-    "formula": Formula,
-    "chart": Chart,
-    "chemistry": Chemistry,
-    "music": Music,
-    "code": Code,
-    "other": Other,
-}
-_BLOCK_NAMES = {cls: name for name, cls in _BLOCK_TYPES.items()}
+# The name of each block type in JSON ("type"); block_type_name and docparse.document.json's decoder
+# match on these, ending in assert_never, so a type checker names both when a block type is added.
+BlockType = Literal[
+    "heading", "paragraph", "list", "table", "figure", "formula", "chart", "chemistry", "music", "code", "other"
+]
+BLOCK_TYPES: tuple[BlockType, ...] = get_args(BlockType)
 
 
-def block_type_name(block: Block) -> str:
-    return _BLOCK_NAMES[type(block)]
+def block_type_name(block: Block) -> BlockType:
+    """The block's type name in JSON, and in crop file names (`p0001-figure1.png`)."""
+    match block:
+        case Heading():
+            return "heading"
+        case Paragraph():
+            return "paragraph"
+        case ListBlock():
+            return "list"
+        case Table():
+            return "table"
+        case Figure():
+            return "figure"
+        case Formula():
+            return "formula"
+        case Chart():
+            return "chart"
+        case Chemistry():
+            return "chemistry"
+        case Music():
+            return "music"
+        case Code():
+            return "code"
+        case Other():
+            return "other"
+        case _:
+            assert_never(block)
 
 
 def block_text(block: Block) -> str:
