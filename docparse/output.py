@@ -22,7 +22,7 @@ from typing import Any
 from PIL import Image, ImageOps
 
 from docparse.config import WriteOptions
-from docparse.document import Block, Chemistry, Document, Music, Page, PicturedBase, block_type_name
+from docparse.document import Block, Chemistry, Document, Music, Page, Pictured, PicturedBase, block_type_name
 from docparse.errors import InputError, UsageError
 from docparse.files import write_atomic
 from docparse.inputs.source import find_source
@@ -79,7 +79,7 @@ def _map_blocks(doc: Document, fn: Callable[[Page, Block, int], Block]) -> Docum
     return dataclasses.replace(doc, pages=tuple(pages))
 
 
-def _pictured(page: Page) -> Iterator[tuple[int, Block, int]]:
+def _pictured(page: Page) -> Iterator[tuple[int, Pictured, int]]:
     """(position on the page, block, its count among the page's pictures of its kind, from 1) for boxed pictures."""
     counts: dict[type, int] = {}
     for position, block in enumerate(page.blocks):
@@ -120,7 +120,7 @@ class _Cropper:
         if self._image is not None:
             self._image.close()
 
-    def crop(self, page: Page, block: Block) -> bytes | None:
+    def crop(self, page: Page, block: Pictured) -> bytes | None:
         """The block's box cut from its page as PNG bytes, turned upright as the model saw it; None
         when the box lies off the page or the page is not in the file."""
         box = block.box

@@ -222,6 +222,8 @@ class Other(BlockBase):
 
 
 Block: TypeAlias = Heading | Paragraph | ListBlock | Table | Figure | Formula | Chart | Chemistry | Music | Code | Other
+# The blocks that are pictures on the page (the subclasses of PicturedBase): they may carry a crop.
+Pictured: TypeAlias = Figure | Chart | Chemistry | Music
 
 
 # The name of each block type in JSON ("type"); block_type_name and docparse.document.json's decoder

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import urllib.parse
 from pathlib import PurePosixPath
+from typing import assert_never
 
 from docparse.config import WriteOptions
-from docparse.document import Block
+from docparse.document import Block, Chart, Chemistry, Figure, Music, Pictured
 
 DATA_URI_PREFIX = "data:image/png;base64,"
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
@@ -52,6 +53,21 @@ def code_language(language: str | None) -> str:
 def shown(block: Block, options: WriteOptions) -> bool:
     """Whether a block is shown in Markdown and HTML: furniture only with `keep_furniture`."""
     return block.role != "furniture" or options.keep_furniture
+
+
+def picture_label(block: Pictured) -> str:
+    """What a picture block is called where it has no caption (alt text) or no crop (placeholder)."""
+    match block:
+        case Figure():
+            return "Figure"
+        case Chart():
+            return "Chart"
+        case Chemistry():
+            return "Chemical structure"
+        case Music():
+            return "Music sheet"
+        case _:
+            assert_never(block)
 
 
 def image_url(ref: str | None) -> str | None:

@@ -19,11 +19,13 @@ from docparse.document import (
     Music,
     Other,
     Paragraph,
+    Pictured,
     Table,
     Unit,
+    block_type_name,
     plain_text,
 )
-from docparse.writers.common import code_language, image_url
+from docparse.writers.common import code_language, image_url, picture_label
 from docparse.writers.html_markup import attrs, block_attrs, esc, inlines_html, math_html, table_html
 from docparse.writers.notation import smiles_svg
 
@@ -46,12 +48,12 @@ def _pre(text: str) -> str:
     return "\n" + body if body.startswith("\n") else body
 
 
-def _picture(image: str | None, alt: Inlines, label: str, inner: str = "", width: int | None = None) -> str:
-    """The crop when there is one (alt text: the caption, else the label), else the placeholder box.
+def _picture(block: Pictured, alt: Inlines, inner: str = "", width: int | None = None) -> str:
+    """The block's crop when it has one (alt text: the caption, else its label), else the placeholder box.
 
     `width` (CSS pixels) shows the crop at the size it has on the page; CSS keeps it within the column.
     """
-    url = image_url(image)
+    url, label = image_url(block.image), picture_label(block)
     if url is None:
         return _placeholder(label, inner)
     alt_text = " ".join(plain_text(alt).split()) or label
@@ -103,27 +105,25 @@ def block_html(block: Block, unit: Unit | None = None) -> str:
             return _list_html(block)
         case Table():
             return table_html(block)
-        case Figure(caption=caption, inner_text=text, image=image):
+        case Figure(caption=caption, inner_text=text):
             inside = f'<p class="figure-text">{inlines_html(text)}</p>' if text else ""
-            picture = _picture(image, caption or text, "Figure", inside, width)
+            picture = _picture(block, caption or text, inside, width)
             return _figure(block, (picture, _figcaption(caption)), ("class", "figure"))
         case Formula(latex=latex, variant=variant):
             formula_attrs = block_attrs(block.box, block.raw_class, ("class", "formula"), ("data-variant", variant))
             return f"<div{formula_attrs}>{math_html(latex, display=True)}</div>"
-        case Chart(table=table, caption=caption, image=image):
-            picture = _picture(image, caption, "Chart", width=width)
+        case Chart(table=table, caption=caption):
+            picture = _picture(block, caption, width=width)
             table_markup = table_html(table) if table is not None else ""
             return _figure(block, (picture, table_markup, _figcaption(caption)), ("class", "chart"))
-        case Chemistry(smiles=smiles, valid=valid, image=image):
+        case Chemistry(smiles=smiles, valid=valid):
             drawn = smiles_svg(smiles) if valid is not False else None
             shown = [drawn, f'<pre class="smiles">{_pre(smiles)}</pre>']
             note = _invalid("RDKit", "SMILES") if valid is False else ""
-            return _notation_html(block, "chemistry", "Chemical structure", image, width, shown, note)
-        case Music(abc=abc, valid=valid, image=image):
+            return _notation_html(block, width, shown, note)
+        case Music(abc=abc, valid=valid):
             note = _invalid("music21", "ABC notation") if valid is False else ""
-            return _notation_html(
-                block, "music", "Music sheet", image, width, [f'<pre class="abc">{_pre(abc)}</pre>'], note
-            )
+            return _notation_html(block, width, [f'<pre class="abc">{_pre(abc)}</pre>'], note)
         case Code(text=text, language=language):
             lang = code_language(language)
             code_attrs = attrs(("class", f"language-{lang}" if lang else None))
@@ -140,24 +140,19 @@ def _figcaption(caption: Inlines) -> str:
     return f"<figcaption>{inlines_html(caption)}</figcaption>" if caption else ""
 
 
-def _figure(block: Figure | Chart | Chemistry | Music, parts: Iterable[str], *extra: tuple[str, str | None]) -> str:
+def _figure(block: Pictured, parts: Iterable[str], *extra: tuple[str, str | None]) -> str:
     """A <figure> with the block's attributes (`extra` first) around its parts that are not empty, one a line."""
     return "\n".join(
         [f"<figure{block_attrs(block.box, block.raw_class, *extra)}>", *(p for p in parts if p), "</figure>"]
     )
 
 
-def _notation_html(
-    block: Chemistry | Music,
-    kind: str,
-    label: str,
-    image: str | None,
-    width: int | None,
-    shown: list[str | None],
-    note: str,
-) -> str:
-    """A chemical structure or a music sheet: the crop, then the notation (drawn and as text), then any flag."""
+def _notation_html(block: Chemistry | Music, width: int | None, shown: list[str | None], note: str) -> str:
+    """A chemical structure or a music sheet: the crop, then the notation (drawn and as text), then any flag.
+
+    Its class is its type name ("chemistry", "music"); without a crop it shows no placeholder.
+    """
     valid = None if block.valid is None else str(block.valid).lower()
-    picture = _picture(image, (), label, width=width) if image_url(image) is not None else ""
+    picture = _picture(block, (), width=width) if image_url(block.image) is not None else ""
     notation = '<div class="notation">' + "".join(s for s in shown if s) + "</div>"
-    return _figure(block, (picture, notation, note), ("class", kind), ("data-valid", valid))
+    return _figure(block, (picture, notation, note), ("class", block_type_name(block)), ("data-valid", valid))
