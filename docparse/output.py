@@ -25,8 +25,11 @@ from docparse.config import WriteOptions
 from docparse.document import Block, Chemistry, Document, Music, Page, Pictured, PicturedBase, block_type_name
 from docparse.errors import InputError, UsageError
 from docparse.files import write_atomic
+from docparse.inputs.detect import detect_kind
 from docparse.inputs.source import find_source
+from docparse.writers import write
 from docparse.writers.common import DATA_URI_PREFIX
+from docparse.writers.notation import check_abc, check_smiles
 
 # Crops are rendered from the PDF at this resolution (the model saw the page at 200 dpi at most,
 # often less), and never larger than MAX_CROP_SIDE pixels on their long side.
@@ -58,7 +61,6 @@ def crop_name(page: Page, block: Block, index: int) -> str:
 
 def check_notation(doc: Document) -> Document:
     """The document with each chemistry and music block's `valid` set by RDKit / music21 where installed."""
-    from docparse.writers.notation import check_abc, check_smiles
 
     def checked(block: Block) -> Block:
         if isinstance(block, Chemistry):
@@ -92,8 +94,6 @@ class _Cropper:
     """Crops boxes of pages out of a PDF (re-rendered at CROP_DPI) or an image file (its own pixels)."""
 
     def __init__(self, path: Path, password: str | None) -> None:
-        from docparse.inputs.detect import detect_kind
-
         self.kind = detect_kind(path)
         self._pdf: Any = None
         self._image: Image.Image | None = None
@@ -272,8 +272,6 @@ def write_with_assets(
     """Check notation, make the crops `options.images` asks for, write the output; `output` None: stdout's
     text is returned (not printed) and `--images files` is a UsageError. `password` opens an encrypted
     source PDF for its crops."""
-    from docparse.writers import write
-
     doc = check_notation(doc)
     doc, files, warnings = add_crops(doc, options, output, password)
     text = write(doc, options)
