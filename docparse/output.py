@@ -17,19 +17,19 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
 from PIL import Image, ImageOps
 
 from docparse.config import WriteOptions
-from docparse.document import Block, Chart, Chemistry, Document, Figure, Music, Page, block_type_name
+from docparse.document import Block, Chemistry, Document, Music, Page, Pictured, PicturedBase, block_type_name
 from docparse.errors import InputError, UsageError
 from docparse.files import write_atomic
+from docparse.inputs.detect import detect_kind
 from docparse.inputs.source import find_source
+from docparse.writers import write
 from docparse.writers.common import DATA_URI_PREFIX
-
-Pictured: TypeAlias = Figure | Chart | Chemistry | Music
-PICTURED = (Figure, Chart, Chemistry, Music)
+from docparse.writers.notation import check_abc, check_smiles
 
 # Crops are rendered from the PDF at this resolution (the model saw the page at 200 dpi at most,
 # often less), and never larger than MAX_CROP_SIDE pixels on their long side.
@@ -61,7 +61,6 @@ def crop_name(page: Page, block: Block, index: int) -> str:
 
 def check_notation(doc: Document) -> Document:
     """The document with each chemistry and music block's `valid` set by RDKit / music21 where installed."""
-    from docparse.writers.notation import check_abc, check_smiles
 
     def checked(block: Block) -> Block:
         if isinstance(block, Chemistry):
@@ -86,7 +85,7 @@ def _pictured(page: Page) -> Iterator[tuple[int, Pictured, int]]:
     """(position on the page, block, its count among the page's pictures of its kind, from 1) for boxed pictures."""
     counts: dict[type, int] = {}
     for position, block in enumerate(page.blocks):
-        if isinstance(block, PICTURED) and block.box is not None:
+        if isinstance(block, PicturedBase) and block.box is not None:
             counts[type(block)] = counts.get(type(block), 0) + 1
             yield position, block, counts[type(block)]
 
@@ -95,8 +94,6 @@ class _Cropper:
     """Crops boxes of pages out of a PDF (re-rendered at CROP_DPI) or an image file (its own pixels)."""
 
     def __init__(self, path: Path, password: str | None) -> None:
-        from docparse.inputs.detect import detect_kind
-
         self.kind = detect_kind(path)
         self._pdf: Any = None
         self._image: Image.Image | None = None
@@ -247,7 +244,7 @@ def _remove_stale(folder: Path, written: Sequence[Path]) -> None:
 
 
 def _with_image(block: Block, ref: str | None) -> Block:
-    if isinstance(block, PICTURED) and block.image != ref:
+    if isinstance(block, PicturedBase) and block.image != ref:
         return dataclasses.replace(block, image=ref)
     return block
 
@@ -275,8 +272,6 @@ def write_with_assets(
     """Check notation, make the crops `options.images` asks for, write the output; `output` None: stdout's
     text is returned (not printed) and `--images files` is a UsageError. `password` opens an encrypted
     source PDF for its crops."""
-    from docparse.writers import write
-
     doc = check_notation(doc)
     doc, files, warnings = add_crops(doc, options, output, password)
     text = write(doc, options)

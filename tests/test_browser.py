@@ -210,7 +210,7 @@ def test_hostile_answer_runs_nothing_in_chromium(browser: Any, tmp_path: Path) -
 # abcjs as published on npm (.ci/run fetches it with `npm pack`); the test serves it to Chromium as
 # cdn.jsdelivr.net from a local HTTPS server, so nothing leaves the machine.
 def _abcjs_file() -> Path:
-    from docparse.writers.html import ABCJS_VERSION
+    from docparse.writers.html_safety import ABCJS_VERSION
 
     default = REPO / "test-artifacts" / "abcjs" / ABCJS_VERSION / "package" / "dist" / "abcjs-basic-min.js"
     return Path(os.environ.get("DOCPARSE_ABCJS", default))
@@ -240,7 +240,7 @@ class _CdnHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def fake_cdn(tmp_path: Path) -> Iterator[int]:
     """A local HTTPS server answering for the abcjs URL docparse pins; yields its port."""
-    from docparse.writers.html import ABCJS_INTEGRITY, ABCJS_URL
+    from docparse.writers.html_safety import ABCJS_INTEGRITY, ABCJS_URL
 
     abcjs = _abcjs_file()
     if not abcjs.exists():

@@ -11,7 +11,7 @@ import lxml.html
 import pytest
 
 from docparse.cli.app import main
-from docparse.writers.html import sanitize_body
+from docparse.writers.html_safety import sanitize_body
 
 # Each case: (name, markup the model writes between two paragraphs, regex that must not match the HTML output).
 CONSTRUCTS: list[tuple[str, str, str]] = [

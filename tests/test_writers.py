@@ -53,7 +53,7 @@ from docparse.document import (
 )
 from docparse.errors import UsageError
 from docparse.writers import WRITERS, write
-from docparse.writers.html import clean_text
+from docparse.writers.common import clean_text
 from docparse.writers.json import document_schema
 from docparse.writers.notation import MATHML_TAGS, SVG_TAGS
 

@@ -4,8 +4,11 @@ blocks.py holds the content types, page.py a page, json.py the JSON form of both
 every other module imports them from here."""
 
 from docparse.document.blocks import (
+    BLOCK_TYPES,
     ROLES,
     Block,
+    BlockBase,
+    BlockType,
     Box,
     Cell,
     Chart,
@@ -23,9 +26,12 @@ from docparse.document.blocks import (
     ListItem,
     Math,
     Music,
+    NotationBase,
     Other,
     Paragraph,
     Part,
+    Pictured,
+    PicturedBase,
     Role,
     Style,
     Styled,
@@ -63,9 +69,12 @@ from docparse.document.page import (
 )
 
 __all__ = [
+    "BLOCK_TYPES",
     "ROLES",
     "SCHEMA_VERSION",
     "Block",
+    "BlockBase",
+    "BlockType",
     "Box",
     "Cell",
     "Chart",
@@ -88,11 +97,14 @@ __all__ = [
     "ListItem",
     "Math",
     "Music",
+    "NotationBase",
     "Other",
     "Page",
     "PageStatus",
     "Paragraph",
     "Part",
+    "Pictured",
+    "PicturedBase",
     "Role",
     "SchemaError",
     "Style",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias, assert_never
+from typing import Literal, TypeAlias, assert_never, get_args
 
 JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
 
@@ -97,30 +97,50 @@ def plain_text(inlines: Iterable[Inline]) -> str:
 
 
 # --- blocks ---------------------------------------------------------------------------------
-# Every block keeps its box (None where the model gave none) and the model's raw class name
-# ("p", "h2", "div.formula", "div.image caption", ...), its `role` (set by docparse.assemble), and,
-# when the assembly merged it from pieces on several pages, `parts`: each piece's page and box, in
-# order (the block itself sits on the first piece's page, with the first piece's box). A block that
-# was not merged has no parts. Blocks nested in others (a chart's table, a sub-list) carry neither.
+# Blocks nested in others (a chart's table, a sub-list) carry neither `role` nor `parts`. The JSON
+# form writes each class's own fields before the ones it inherits (docparse.document.json), so a
+# block's box and raw class come after its content, as they always did.
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Heading:
+class BlockBase:
+    """What every block keeps: its box (None where the model gave none), the model's raw class name
+    ("p", "h2", "div.formula", "div.image caption", ...), its `role` (set by docparse.assemble), and,
+    when the assembly merged it from pieces on several pages, `parts`: each piece's page and box, in
+    order (the block itself sits on the first piece's page, with the first piece's box). A block that
+    was not merged has no parts."""
+
+    box: Box | None = None
+    raw_class: str = ""
+    role: Role = "body"
+    parts: tuple[Part, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PicturedBase(BlockBase):
+    """A block that is a picture on the page and may carry its crop (docparse.output): `image` is a path
+    relative to the output file, or a `data:image/png;base64,...` URI; None when no crop was made."""
+
+    image: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotationBase(PicturedBase):
+    """A picture the model wrote down in a notation; `valid`: whether the notation's checker read it
+    (None: not checked, the checker not installed)."""
+
+    valid: bool | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heading(BlockBase):
     level: int
     content: Inlines
-    box: Box | None = None
-    raw_class: str = ""
-    role: Role = "body"
-    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Paragraph:
+class Paragraph(BlockBase):
     content: Inlines
-    box: Box | None = None
-    raw_class: str = ""
-    role: Role = "body"
-    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,13 +151,9 @@ class ListItem:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ListBlock:
+class ListBlock(BlockBase):
     ordered: bool
     items: tuple[ListItem, ...]
-    box: Box | None = None
-    raw_class: str = ""
-    role: Role = "body"
-    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,131 +165,102 @@ class Cell:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Table:
+class Table(BlockBase):
     rows: tuple[tuple[Cell, ...], ...]
     caption: Inlines = ()
-    box: Box | None = None
-    raw_class: str = ""
-    role: Role = "body"
-    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Figure:
-    """A picture. `caption` is the caption the model attached; `inner_text` is text it read inside the picture.
-
-    `image` is the picture cropped from the page, once written out (docparse.output): a path relative
-    to the output file, or a `data:image/png;base64,...` URI; None when no crop was made.
-    """
+class Figure(PicturedBase):
+    """A picture. `caption` is the caption the model attached; `inner_text` is text it read inside the picture."""
 
     caption: Inlines = ()
     inner_text: Inlines = ()
-    image: str | None = None
-    box: Box | None = None
-    raw_class: str = ""
-    role: Role = "body"
-    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Formula:
+class Formula(BlockBase):
     """A display formula in LaTeX (delimiters removed); `variant` is e.g. "handwritten" from `formula.handwritten`."""
 
     latex: str
     variant: str | None = None
-    box: Box | None = None
-    raw_class: str = ""
-    role: Role = "body"
-    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Chart:
-    """A chart with the data table the model read off it (None when it read none); `image` as for Figure."""
+class Chart(PicturedBase):
+    """A chart with the data table the model read off it (None when it read none)."""
 
     table: Table | None
     caption: Inlines = ()
-    image: str | None = None
-    box: Box | None = None
-    raw_class: str = ""
-    role: Role = "body"
-    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Chemistry:
-    """A chemical structure as the model's SMILES, byte for byte.
-
-    `valid`: whether RDKit parsed the SMILES (None: not checked, RDKit not installed); `image` as for Figure.
-    """
+class Chemistry(NotationBase):
+    """A chemical structure as the model's SMILES, byte for byte; `valid`: whether RDKit parsed it."""
 
     smiles: str
-    valid: bool | None = None
-    image: str | None = None
-    box: Box | None = None
-    raw_class: str = ""
-    role: Role = "body"
-    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Music:
-    """A music sheet as the model's ABC notation, byte for byte.
-
-    `valid`: whether music21 parsed the ABC into notes (None: not checked); `image` as for Figure.
-    """
+class Music(NotationBase):
+    """A music sheet as the model's ABC notation, byte for byte; `valid`: whether music21 parsed it into notes."""
 
     abc: str
-    valid: bool | None = None
-    image: str | None = None
-    box: Box | None = None
-    raw_class: str = ""
-    role: Role = "body"
-    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Code:
+class Code(BlockBase):
     text: str
     language: str | None = None
-    box: Box | None = None
-    raw_class: str = ""
-    role: Role = "body"
-    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Other:
+class Other(BlockBase):
     """Anything the reader does not know, kept with its text rather than dropped."""
 
     content: Inlines
-    box: Box | None = None
-    raw_class: str = ""
-    role: Role = "body"
-    parts: tuple[Part, ...] = ()
 
 
 Block: TypeAlias = Heading | Paragraph | ListBlock | Table | Figure | Formula | Chart | Chemistry | Music | Code | Other
+# The blocks that are pictures on the page (the subclasses of PicturedBase): they may carry a crop.
+Pictured: TypeAlias = Figure | Chart | Chemistry | Music
 
 
-_BLOCK_TYPES: dict[str, type[Any]] = {
-    "heading": Heading,
-    "paragraph": Paragraph,
-    "list": ListBlock,
-    "table": Table,
-    "figure": Figure,
-    "formula": Formula,
-    "chart": Chart,
-    "chemistry": Chemistry,
-    "music": Music,
-    "code": Code,
-    "other": Other,
-}
-_BLOCK_NAMES = {cls: name for name, cls in _BLOCK_TYPES.items()}
+# The name of each block type in JSON ("type"); block_type_name and docparse.document.json's decoder
+# match on these, ending in assert_never, so a type checker names both when a block type is added.
+BlockType = Literal[
+    "heading", "paragraph", "list", "table", "figure", "formula", "chart", "chemistry", "music", "code", "other"
+]
+BLOCK_TYPES: tuple[BlockType, ...] = get_args(BlockType)
 
 
-def block_type_name(block: Block) -> str:
-    return _BLOCK_NAMES[type(block)]
+def block_type_name(block: Block) -> BlockType:
+    """The block's type name in JSON, and in crop file names (`p0001-figure1.png`)."""
+    match block:
+        case Heading():
+            return "heading"
+        case Paragraph():
+            return "paragraph"
+        case ListBlock():
+            return "list"
+        case Table():
+            return "table"
+        case Figure():
+            return "figure"
+        case Formula():
+            return "formula"
+        case Chart():
+            return "chart"
+        case Chemistry():
+            return "chemistry"
+        case Music():
+            return "music"
+        case Code():
+            return "code"
+        case Other():
+            return "other"
+        case _:
+            assert_never(block)
 
 
 def block_text(block: Block) -> str:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeAlias, assert_never
 
 from docparse.document.blocks import (
+    BLOCK_TYPES,
     ROLES,
     Block,
+    BlockType,
     Box,
     Cell,
     Chart,
@@ -67,6 +70,18 @@ def inlines_to_json(items: Iterable[Inline]) -> list[JSONValue]:
 _TOP_LEVEL_ONLY = frozenset({"role", "parts"})
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A dataclass's fields in JSON order: each class's own, as declared, before those it inherits.
+
+    So a block's content comes first and what every block keeps (docparse.document.blocks.BlockBase:
+    box, raw class) last, the order of JSON documents written before blocks shared a base class.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    ordered = (name for klass in cls.__mro__ for name in vars(klass).get("__annotations__", {}))
+    return tuple(dict.fromkeys(name for name in ordered if name in names))
+
+
 def _encode(value: Any) -> JSONValue:
     """Dataclass fields to JSON values; inline tuples become inline lists.
 
@@ -80,7 +95,7 @@ def _encode(value: Any) -> JSONValue:
         return inline_to_json(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
-            f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name not in _TOP_LEVEL_ONLY
+            name: _encode(getattr(value, name)) for name in _field_names(type(value)) if name not in _TOP_LEVEL_ONLY
         }
     if isinstance(value, tuple | list):
         return [_encode(v) for v in value]
@@ -260,39 +275,44 @@ def _block_from_json(d: Mapping[str, Any]) -> Block:
     try:
         kind = d["type"]
         box, raw = _box(d.get("box")), str(d.get("raw_class", ""))
-        if kind == "heading":
-            return Heading(level=int(d["level"]), content=_inlines(d["content"]), box=box, raw_class=raw)
-        if kind == "paragraph":
-            return Paragraph(content=_inlines(d["content"]), box=box, raw_class=raw)
-        if kind == "other":
-            return Other(content=_inlines(d["content"]), box=box, raw_class=raw)
-        if kind == "list":
-            return _list_block(d)
-        if kind == "table":
-            return _table(d)
-        if kind == "figure":
-            return Figure(
-                caption=_inlines(d["caption"]),
-                inner_text=_inlines(d["inner_text"]),
-                image=_image(d),
-                box=box,
-                raw_class=raw,
-            )
-        if kind == "formula":
-            return Formula(latex=str(d["latex"]), variant=d.get("variant"), box=box, raw_class=raw)
-        if kind == "chart":
-            table = _table(d["table"]) if d.get("table") else None
-            caption = _inlines(d.get("caption", []))
-            return Chart(table=table, caption=caption, image=_image(d), box=box, raw_class=raw)
-        if kind == "chemistry":
-            return Chemistry(smiles=str(d["smiles"]), valid=_flag(d), image=_image(d), box=box, raw_class=raw)
-        if kind == "music":
-            return Music(abc=str(d["abc"]), valid=_flag(d), image=_image(d), box=box, raw_class=raw)
-        if kind == "code":
-            return Code(text=str(d["text"]), language=d.get("language"), box=box, raw_class=raw)
+        known = next((name for name in BLOCK_TYPES if kind == name), None)
+        if known is not None:
+            return _decode(known, d, box, raw)
     except (KeyError, TypeError, ValueError) as exc:
         raise SchemaError(f"bad block: {exc}") from exc
     raise SchemaError(f"unknown block type {kind!r}")
+
+
+def _decode(kind: BlockType, d: Mapping[str, Any], box: Box | None, raw: str) -> Block:
+    """One block of a known type, without its role and parts (block_from_json adds them)."""
+    match kind:
+        case "heading":
+            return Heading(level=int(d["level"]), content=_inlines(d["content"]), box=box, raw_class=raw)
+        case "paragraph":
+            return Paragraph(content=_inlines(d["content"]), box=box, raw_class=raw)
+        case "other":
+            return Other(content=_inlines(d["content"]), box=box, raw_class=raw)
+        case "list":
+            return _list_block(d)
+        case "table":
+            return _table(d)
+        case "figure":
+            caption, inner_text = _inlines(d["caption"]), _inlines(d["inner_text"])
+            return Figure(caption=caption, inner_text=inner_text, image=_image(d), box=box, raw_class=raw)
+        case "formula":
+            return Formula(latex=str(d["latex"]), variant=d.get("variant"), box=box, raw_class=raw)
+        case "chart":
+            table = _table(d["table"]) if d.get("table") else None
+            caption = _inlines(d.get("caption", []))
+            return Chart(table=table, caption=caption, image=_image(d), box=box, raw_class=raw)
+        case "chemistry":
+            return Chemistry(smiles=str(d["smiles"]), valid=_flag(d), image=_image(d), box=box, raw_class=raw)
+        case "music":
+            return Music(abc=str(d["abc"]), valid=_flag(d), image=_image(d), box=box, raw_class=raw)
+        case "code":
+            return Code(text=str(d["text"]), language=d.get("language"), box=box, raw_class=raw)
+        case _:
+            assert_never(kind)
 
 
 def page_from_json(d: Mapping[str, Any]) -> Page:

@@ -27,14 +27,15 @@ from docparse.document import (
     Music,
     Other,
     Paragraph,
+    Pictured,
     Style,
     Styled,
     Table,
     Text,
     plain_text,
 )
-from docparse.writers.common import image_url
-from docparse.writers.html import clean_text, safe_href, table_html
+from docparse.writers.common import clean_text, code_language, image_url, picture_label, safe_href, shown
+from docparse.writers.html_markup import table_html
 
 # Where inline content goes: "block" (paragraphs, list items: may span lines), "line" (a heading:
 # one line), "cell" (a pipe-table cell: one line, `|` escaped even in code and math).
@@ -228,12 +229,12 @@ def _fenced(text: str, info: str) -> str:
     return f"{fence}{info}\n{body}{fence}"
 
 
-def _image(image: str | None, alt: Inlines, label: str) -> str:
-    """`![alt](url)` for a crop, the alt text being the caption's plain text (or the label); "" without one."""
-    url = image_url(image)
+def _image(block: Pictured, alt: Inlines) -> str:
+    """`![alt](url)` for the block's crop, alt text the caption's plain text (or the block's label); "" without one."""
+    url = image_url(block.image)
     if url is None:
         return ""
-    text = " ".join(clean_text(plain_text(alt)).split()) or label
+    text = " ".join(clean_text(plain_text(alt)).split()) or picture_label(block)
     return f"![{_escape(text, _LINE)}]({url})"
 
 
@@ -298,22 +299,22 @@ def block_markdown(block: Block, alternate_list: bool = False) -> str:
             return "\n".join(_list(block, alternate_list))
         case Table():
             return _table(block)
-        case Figure(caption=caption, inner_text=text, image=image):
-            picture = _image(image, caption or text, "Figure") or "<!-- figure -->"
+        case Figure(caption=caption, inner_text=text):
+            picture = _image(block, caption or text) or "<!-- figure -->"
             return _join(picture, _text_block(text), _emphasised(caption))
         case Formula(latex=latex):
             return _display_math(latex)
-        case Chart(table=table, caption=caption, image=image):
-            picture = _image(image, caption, "Chart") or "<!-- chart -->"
+        case Chart(table=table, caption=caption):
+            picture = _image(block, caption) or "<!-- chart -->"
             return _join(picture, _table(table) if table else "", _emphasised(caption))
-        case Chemistry(smiles=smiles, valid=valid, image=image):
+        case Chemistry(smiles=smiles, valid=valid):
             note = "<!-- RDKit could not read this SMILES -->" if valid is False else ""
-            return _join(_image(image, (), "Chemical structure"), _fenced(smiles, "smiles"), note)
-        case Music(abc=abc, valid=valid, image=image):
+            return _join(_image(block, ()), _fenced(smiles, "smiles"), note)
+        case Music(abc=abc, valid=valid):
             note = "<!-- music21 could not read this ABC notation -->" if valid is False else ""
-            return _join(_image(image, (), "Music sheet"), _fenced(abc, "abc"), note)
+            return _join(_image(block, ()), _fenced(abc, "abc"), note)
         case Code(text=text, language=language):
-            return _fenced(text, re.sub(r"[^\w+#.-]", "", language or ""))
+            return _fenced(text, code_language(language))
         case _:
             assert_never(block)
 
@@ -336,11 +337,6 @@ def _blocks(blocks: Iterable[Block]) -> str:
             parts.append(text)
             previous, alternate = block, other
     return "\n\n".join(parts)
-
-
-def shown(block: Block, options: WriteOptions) -> bool:
-    """Whether a block is shown in Markdown and HTML: furniture only with `keep_furniture`."""
-    return block.role != "furniture" or options.keep_furniture
 
 
 def write_markdown(doc: Document, options: WriteOptions) -> str:
