@@ -1,0 +1,78 @@
+"""Where the output goes: the format from --to or -o, checks of -o and other folders, --images, stdout."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from docparse.cli.display import err
+from docparse.config import Format, Images, WriteOptions
+from docparse.document import Document
+from docparse.errors import UsageError
+
+SUFFIX_FORMATS: dict[str, Format] = {
+    ".md": "md",
+    ".markdown": "md",
+    ".html": "html",
+    ".htm": "html",
+    ".json": "json",
+}
+
+
+def output_format(output: Path | None, to: Format | None) -> Format:
+    """The format to write: --to, else the output file's extension, else Markdown."""
+    by_suffix = SUFFIX_FORMATS.get(output.suffix.lower()) if output is not None and str(output) != "-" else None
+    if to is not None and by_suffix is not None and to != by_suffix:
+        raise UsageError(f"--to {to} disagrees with the extension of -o {output}")
+    if to is not None:
+        return to
+    if output is not None and str(output) != "-" and by_suffix is None:
+        raise UsageError(
+            f"cannot tell the format from -o {output}: use .md, .html or .json, give --to, or end it with / "
+            "for a folder"
+        )
+    return by_suffix or "md"
+
+
+def writable_folder(folder: Path, option: str) -> None:
+    """Create `folder` if needed and check it can be written, before any model time is spent."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{option} {folder}: cannot create ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {folder}: not writable")
+
+
+def check_output(output: Path | None) -> None:
+    if output is None or str(output) == "-":
+        return
+    if output.is_dir():
+        raise UsageError(f"-o {output} is a directory: give a file name")
+    writable_folder(output.parent, "-o")
+
+
+def to_stdout(output: Path | None) -> bool:
+    return output is None or str(output) == "-"
+
+
+def images_mode(images: Images | None, output: Path | None) -> Images:
+    """--images, by default files when writing a file and none on stdout (files cannot go there)."""
+    if images is None:
+        return "none" if to_stdout(output) else "files"
+    if images == "files" and to_stdout(output):
+        raise UsageError("--images files needs -o FILE (the crops go beside it): on stdout use --images embed or none")
+    return images
+
+
+def emit(doc: Document, options: WriteOptions, output: Path | None, password: str | None = None) -> None:
+    """Write the document, with its crops as `options.images` asks, to -o (atomically) or to stdout."""
+    from docparse.output import write_with_assets
+
+    written = write_with_assets(doc, options, None if to_stdout(output) else output, password=password)
+    for warning in written.warnings:
+        err.print(f"docparse: warning: {warning}", markup=False)
+    if to_stdout(output):
+        sys.stdout.write(written.text)
+        sys.stdout.flush()
