@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from docparse.cli.batch import BatchRun
+from docparse.cli.batch import run_jobs
 from docparse.cli.destination import SUFFIX_FORMATS, check_output, images_mode, output_format, writable_folder
 from docparse.cli.engine_options import (
     ApiBaseOption,
@@ -85,6 +85,7 @@ from docparse.prompt import (
     DEFAULT_PROMPT,
     DEFAULT_SYSTEM_PROMPT,
 )
+from docparse.run.batch import BatchPolicy
 
 convert_app = command_app(add_completion=True)  # --install-completion / --show-completion (of convert's options)
 
@@ -232,16 +233,10 @@ def convert(
                 )
     if report is not None:
         writable_folder(report.parent, "--report")
-    run = BatchRun(work.jobs, options, write_options, batch=batch, quiet=quiet, fail_fast=fail_fast,
-                   max_page_error_rate=max_page_error_rate, min_layer_coverage=min_layer_coverage)  # fmt: skip
-    run.root = output if batch else None
-    run.cluster = cluster
-    for warning in work.warnings:
-        run.display.warning(warning)
-    from docparse.run.cache import PageCache, default_cache_dir
-
-    cache = None if no_cache else PageCache(cache_dir or default_cache_dir())
-    return run.run(cache, report)
+    policy = BatchPolicy(fail_fast, max_page_error_rate, min_layer_coverage)
+    return run_jobs(work.jobs, options, write_options, batch=batch, quiet=quiet, policy=policy,
+                    root=output if batch else None, cluster=cluster, warnings=work.warnings, cache_dir=cache_dir,
+                    no_cache=no_cache, report=report)  # fmt: skip
 
 
 def cluster_options(

@@ -19,6 +19,7 @@ from rich.progress import (
 from rich.text import Text
 
 from docparse.pipeline import PageDone
+from docparse.run.batch import plural
 from docparse.run.scheduler import FileStarted
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -123,11 +124,6 @@ def reporter(quiet: bool) -> Callable[[PageDone], None]:
     display = Display(quiet, batch=False, files=1)
     display.bars = False  # `render` is quick: plain lines
     return display.page
-
-
-def plural(count: int, noun: str) -> str:
-    """ "1 page", "2 pages"."""
-    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def summary_line(totals: dict[str, int]) -> str:
