@@ -10,10 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypedDict, Unpack
 
-from docparse.config import Attn, Device, DType, Fallback, Format, Images, Quantize, WriteOptions, convert_options
+from docparse.config import Attn, Device, DType, Fallback, Images, Quantize, WriteOptions, convert_options
 from docparse.document import Document
 from docparse.engines.base import Engine
 from docparse.errors import DocparseError
+from docparse.formats import Format
 
 
 class ConvertKeywords(TypedDict, total=False):

@@ -11,6 +11,7 @@ from typing import Literal
 from docparse.engines.choice import EngineKind, resolve_auto
 from docparse.engines.gguf import DEFAULT_QUANT
 from docparse.errors import UsageError
+from docparse.formats import Format
 from docparse.prompt import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_MAX_PIXELS,
@@ -23,7 +24,6 @@ from docparse.prompt import (
 Device = Literal["auto", "cuda", "mps", "cpu"]
 DType = Literal["auto", "bfloat16", "float16", "float32"]
 Attn = Literal["auto", "sdpa", "flash_attention_2", "eager"]
-Format = Literal["md", "html", "json"]
 # Picture crops: saved beside the output, embedded as data URIs, or not made (docparse.output).
 Images = Literal["files", "embed", "none"]
 # --fallback: what a page the model failed on falls back to (docparse.layer.agreement.fallback_page).

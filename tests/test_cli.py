@@ -556,3 +556,13 @@ def test_ci_runs_the_readme_quick_start_and_test_commands() -> None:
     assert ".venv/bin/python -m pip install -q torch" not in ci  # the main venv gets torch only as the README says
     missing = subprocess.run([str(REPO / ".ci" / "readme-commands"), "no-such-block"], capture_output=True, text=True)
     assert missing.returncode != 0 and "no README block" in missing.stderr
+
+
+def test_one_table_names_the_formats() -> None:
+    import typing
+
+    from docparse.formats import OUTPUT_SUFFIXES, SUFFIX_FORMATS, Format
+    from docparse.writers import WRITERS
+
+    assert set(typing.get_args(Format)) == set(OUTPUT_SUFFIXES) == set(WRITERS)
+    assert {SUFFIX_FORMATS[s] for s in (".md", ".markdown", ".html", ".htm", ".json")} == set(WRITERS)

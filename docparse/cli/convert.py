@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from docparse.cli.batch import run_jobs
-from docparse.cli.destination import SUFFIX_FORMATS, check_output, images_mode, output_format, writable_folder
+from docparse.cli.destination import check_output, images_mode, output_format, writable_folder
 from docparse.cli.engine_options import (
     ApiBaseOption,
     ApiKeyEnvOption,
@@ -71,13 +71,13 @@ from docparse.config import (
     DEFAULT_CONCURRENCY,
     DEFAULT_TIMEOUT,
     ClusterOptions,
-    Format,
     WriteOptions,
     convert_options,
     parse_batch_size,
 )
 from docparse.engines.gguf import DEFAULT_QUANT
 from docparse.errors import UsageError
+from docparse.formats import SUFFIX_FORMATS, Format
 from docparse.prompt import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_MAX_PIXELS,

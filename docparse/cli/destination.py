@@ -7,17 +7,13 @@ import sys
 from pathlib import Path
 
 from docparse.cli.display import err
-from docparse.config import Format, Images, WriteOptions
+from docparse.config import Images, WriteOptions
 from docparse.document import Document
 from docparse.errors import UsageError
+from docparse.formats import FORMAT_SUFFIX, SUFFIX_FORMATS, Format
 
-SUFFIX_FORMATS: dict[str, Format] = {
-    ".md": "md",
-    ".markdown": "md",
-    ".html": "html",
-    ".htm": "html",
-    ".json": "json",
-}
+_WRITTEN = list(FORMAT_SUFFIX.values())
+_SUFFIX_LIST = f"{', '.join(_WRITTEN[:-1])} or {_WRITTEN[-1]}"  # ".md, .html or .json"
 
 
 def output_format(output: Path | None, to: Format | None) -> Format:
@@ -29,8 +25,7 @@ def output_format(output: Path | None, to: Format | None) -> Format:
         return to
     if output is not None and str(output) != "-" and by_suffix is None:
         raise UsageError(
-            f"cannot tell the format from -o {output}: use .md, .html or .json, give --to, or end it with / "
-            "for a folder"
+            f"cannot tell the format from -o {output}: use {_SUFFIX_LIST}, give --to, or end it with / for a folder"
         )
     return by_suffix or "md"
 

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 import typer
 
 from docparse.cli.help import PANEL_BATCH, PANEL_GENERAL, PANEL_INPUT, PANEL_LAYER, PANEL_OUTPUT, PANEL_RETRIES
-from docparse.config import Fallback, Format, Images
+from docparse.config import Fallback, Images
 from docparse.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MODEL, EXIT_OK, EXIT_USAGE
+from docparse.formats import Format
 from docparse.version import __version__
 
 EXIT_CODES_HELP = (
