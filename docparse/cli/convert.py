@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, cast
 
 from docparse.cli.batch import run_jobs
-from docparse.cli.destination import check_output, images_mode, output_format, writable_folder
+from docparse.cli.destination import check_output, output_format, output_options, writable_folder
 from docparse.cli.engine_options import (
     ApiBaseOption,
     ApiKeyEnvOption,
@@ -71,13 +72,12 @@ from docparse.config import (
     DEFAULT_CONCURRENCY,
     DEFAULT_TIMEOUT,
     ClusterOptions,
-    WriteOptions,
-    convert_options,
     parse_batch_size,
 )
 from docparse.engines.gguf import DEFAULT_QUANT
 from docparse.errors import UsageError
 from docparse.formats import SUFFIX_FORMATS, Format
+from docparse.keywords import ConvertKeywords, convert_options, option_names
 from docparse.prompt import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_MAX_PIXELS,
@@ -157,6 +157,7 @@ def convert(
     quiet: QuietOption = False,
     version: VersionOption = False,
 ) -> int:
+    given = dict(locals())  # the parameters by name, as convert_options and WriteOptions name their fields
     from docparse.inputs.plan import check_inputs, into_folder, plan
 
     check_inputs(inputs)
@@ -174,47 +175,8 @@ def convert(
         check_output(output)
     if keep_raw is not None:
         writable_folder(keep_raw, "--keep-raw")
-    options = convert_options(
-        pages=pages,
-        password=password,
-        min_pixels=min_pixels,
-        max_pixels=max_pixels,
-        model=model,
-        revision=revision,
-        device=device,
-        dtype=dtype,
-        attn=attn,
-        max_new_tokens=max_new_tokens,
-        prompt=prompt,
-        system_prompt=system_prompt,
-        batch_size=parse_batch_size(batch_size),
-        merge=not no_merge,
-        keep_raw=keep_raw,
-        max_retries=max_retries,
-        page_timeout=page_timeout,
-        engine=engine,
-        api_base=api_base,
-        api_key_env=api_key_env,
-        served_model=served_model,
-        concurrency=concurrency,
-        timeout=timeout,
-        fallback=fallback,
-        snap_boxes=snap_boxes,
-        quant=quant,
-        mmproj=mmproj,
-        threads=threads,
-        quantize=quantize,
-        tensor_parallel=tensor_parallel,
-        gpu_memory_utilization=gpu_memory_utilization,
-    )
-    write_options = WriteOptions(
-        format=fmt,
-        keep_furniture=keep_furniture,
-        page_markers=page_markers,
-        page_breaks=page_breaks,
-        images=images_mode(images, output),
-        online_assets=online_assets,
-    )
+    options = convert_options(engine, **keywords(given))
+    write_options = output_options(given, fmt, output)
     if batch:  # --pages applies to each file: pages a shorter one lacks are skipped, with a warning
         options = replace(options, raster=replace(options.raster, skip_missing_pages=True))
     work = plan(inputs, output, fmt, globs or (), excludes or ())
@@ -237,6 +199,16 @@ def convert(
     return run_jobs(work.jobs, options, write_options, batch=batch, quiet=quiet, policy=policy,
                     root=output if batch else None, cluster=cluster, warnings=work.warnings, cache_dir=cache_dir,
                     no_cache=no_cache, report=report)  # fmt: skip
+
+
+def keywords(given: Mapping[str, Any]) -> ConvertKeywords:
+    """convert_options' keywords from the command's parameters by name (--no-merge is merge=False, and
+    --batch-size is parsed)."""
+    names = set(option_names())
+    chosen = {k: v for k, v in given.items() if k in names}
+    return cast(
+        ConvertKeywords, chosen | {"batch_size": parse_batch_size(given["batch_size"]), "merge": not given["no_merge"]}
+    )
 
 
 def cluster_options(

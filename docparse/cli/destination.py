@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from docparse.cli.display import err
 from docparse.config import Images, WriteOptions
 from docparse.document import Document
 from docparse.errors import UsageError
 from docparse.formats import FORMAT_SUFFIX, SUFFIX_FORMATS, Format
+from docparse.keywords import write_options
 
 _WRITTEN = list(FORMAT_SUFFIX.values())
 _SUFFIX_LIST = f"{', '.join(_WRITTEN[:-1])} or {_WRITTEN[-1]}"  # ".md, .html or .json"
@@ -59,6 +62,11 @@ def images_mode(images: Images | None, output: Path | None) -> Images:
     if images == "files" and to_stdout(output):
         raise UsageError("--images files needs -o FILE (the crops go beside it): on stdout use --images embed or none")
     return images
+
+
+def output_options(given: Mapping[str, Any], fmt: Format, output: Path | None) -> WriteOptions:
+    """A command's write record from its parameters by name, with the format and --images worked out."""
+    return write_options(given, format=fmt, images=images_mode(given["images"], output))
 
 
 def emit(doc: Document, options: WriteOptions, output: Path | None, password: str | None = None) -> None:

@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from docparse.cli.help import PANEL_CLUSTER, PANEL_ENGINE, PANEL_MODEL
-from docparse.config import Attn, Device, DType, EngineKind, Quantize
+from docparse.config import Attn, Device, DType, Quantize
+from docparse.engines.choice import EngineKind
 from docparse.prompt import DEFAULT_MODEL, FACTOR
 
 ModelOption = Annotated[

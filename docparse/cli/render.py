@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from docparse.cli.destination import check_output, emit, images_mode, output_format
+from docparse.cli.destination import check_output, emit, output_format, output_options
 from docparse.cli.display import reporter
 from docparse.cli.help import PANEL_BATCH, PANEL_INPUT, PANEL_OUTPUT, PanelCommand
 from docparse.cli.options import (
@@ -24,7 +24,7 @@ from docparse.cli.options import (
     ToOption,
     command_app,
 )
-from docparse.config import AssembleOptions, WriteOptions
+from docparse.config import AssembleOptions
 from docparse.document import Document, Unit
 from docparse.errors import EXIT_FAILED, EXIT_OK, UsageError
 
@@ -107,16 +107,10 @@ def render(
     ] = None,
     quiet: QuietOption = False,
 ) -> int:
+    given = dict(locals())  # the parameters by name, as WriteOptions names its fields
     fmt = output_format(output, to)
     check_output(output)
-    write_options = WriteOptions(
-        format=fmt,
-        keep_furniture=keep_furniture,
-        page_markers=page_markers,
-        page_breaks=page_breaks,
-        images=images_mode(images, output),
-        online_assets=online_assets,
-    )
+    write_options = output_options(given, fmt, output)
     from docparse.run.keepraw import answer_files
 
     answers = answer_files(answers)  # sidecars and retries of the answers given are read with them
