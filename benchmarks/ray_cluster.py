@@ -18,10 +18,11 @@ from pathlib import Path
 from PIL import Image
 
 from benchmarks.common import ROOT, SMALL_PAGE_PIXELS, stamp
-from docparse.config import ClusterOptions, ConvertOptions, convert_options
+from docparse.config import ClusterOptions, ConvertOptions
 from docparse.document import Generation
 from docparse.engines.base import GREEDY, Answer, GenerationSettings
 from docparse.files import write_atomic
+from docparse.keywords import convert_options
 from docparse.run.pages import Event, FileDone
 
 RESULTS = ROOT / "benchmarks" / "RESULTS-ray.md"

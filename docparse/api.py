@@ -3,58 +3,18 @@
 from __future__ import annotations
 
 import difflib
-import inspect
 import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypedDict, Unpack
+from typing import Any, Literal, Unpack
 
-from docparse.config import Attn, Device, DType, Fallback, Format, Images, Quantize, WriteOptions, convert_options
+from docparse.config import Images
 from docparse.document import Document
 from docparse.engines.base import Engine
 from docparse.errors import DocparseError
-
-
-class ConvertKeywords(TypedDict, total=False):
-    """The options of `convert`, by the names docparse.config.convert_options gives them (the CLI's, in
-    Python form: `--max-new-tokens` is max_new_tokens, `--no-merge` is merge=False)."""
-
-    pages: str | None
-    password: str | None
-    min_pixels: int
-    max_pixels: int
-    model: str | None
-    revision: str | None
-    device: Device
-    dtype: DType
-    attn: Attn
-    max_new_tokens: int
-    prompt: str
-    system_prompt: str
-    batch_size: int | None
-    merge: bool
-    keep_raw: Path | None
-    max_retries: int
-    page_timeout: float | None
-    api_base: str | None
-    api_key_env: str | None
-    served_model: str | None
-    concurrency: int
-    timeout: float
-    fallback: Fallback
-    snap_boxes: bool
-    quant: str
-    mmproj: str | None
-    threads: int | None
-    quantize: Quantize | None
-    tensor_parallel: int
-    gpu_memory_utilization: float | None
-
-
-def option_names() -> list[str]:
-    """What `convert` takes besides its own arguments: convert_options' parameters (less `engine`)."""
-    return [name for name in inspect.signature(convert_options).parameters if name != "engine"]
+from docparse.formats import Format
+from docparse.keywords import ConvertKeywords, convert_options, option_names, write_options
 
 
 def _check_names(given: dict[str, Any]) -> None:
@@ -169,16 +129,9 @@ def write(
     `images="embed"` crops the pictures from the document's source file (when it is still there) into
     PNG data URIs; to save crops as files beside an output, use `save`.
     """
+    options = write_options(locals())  # the write options by name: format, keep_furniture, ...
     from docparse.output import write_with_assets
 
-    options = WriteOptions(
-        format=format,
-        keep_furniture=keep_furniture,
-        page_markers=page_markers,
-        page_breaks=page_breaks,
-        images=images,
-        online_assets=online_assets,
-    )
     return write_with_assets(doc, options, None).text
 
 
@@ -196,16 +149,9 @@ def save(
 ) -> tuple[str, ...]:
     """Write the document to `path` atomically, its picture crops in `<stem>_files/` beside it (or
     embedded, or none); returns warnings (e.g. the source is gone, so no crops were made)."""
+    options = write_options(locals())  # the write options by name: format, keep_furniture, ...
     from docparse.output import write_with_assets
 
-    options = WriteOptions(
-        format=format,
-        keep_furniture=keep_furniture,
-        page_markers=page_markers,
-        page_breaks=page_breaks,
-        images=images,
-        online_assets=online_assets,
-    )
     return write_with_assets(doc, options, Path(path), password=password).warnings
 
 

@@ -1,16 +1,16 @@
-"""Frozen option records, built once by the CLI (or an API caller) and handed down."""
+"""Frozen option records that check their own values, built once from keywords by the CLI or an API caller."""
 
 from __future__ import annotations
 
-import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from docparse.engines.choice import EngineKind, resolve_auto
+from docparse.engines.choice import EngineKind
 from docparse.engines.gguf import DEFAULT_QUANT
 from docparse.errors import UsageError
+from docparse.formats import Format
 from docparse.prompt import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_MAX_PIXELS,
@@ -23,7 +23,6 @@ from docparse.prompt import (
 Device = Literal["auto", "cuda", "mps", "cpu"]
 DType = Literal["auto", "bfloat16", "float16", "float32"]
 Attn = Literal["auto", "sdpa", "flash_attention_2", "eager"]
-Format = Literal["md", "html", "json"]
 # Picture crops: saved beside the output, embedded as data URIs, or not made (docparse.output).
 Images = Literal["files", "embed", "none"]
 # --fallback: what a page the model failed on falls back to (docparse.layer.agreement.fallback_page).
@@ -52,6 +51,10 @@ class RasterOptions:
     # In a batch, `pages` applies to each file: pages a file lacks are skipped with a warning, not an error.
     skip_missing_pages: bool = False
 
+    def __post_init__(self) -> None:
+        if self.min_pixels > self.max_pixels:
+            raise UsageError(f"--min-pixels {self.min_pixels} is above --max-pixels {self.max_pixels}")
+
 
 @dataclass(frozen=True, slots=True)
 class ModelOptions:
@@ -75,6 +78,10 @@ class ModelOptions:
     # --engine transformers: dynamic int8 of the Linear layers (CPU only).
     quantize: Quantize | None = None
 
+    def __post_init__(self) -> None:
+        if (self.batch_size is not None and self.batch_size < 1) or self.max_new_tokens < 1:
+            raise UsageError("--batch-size and --max-new-tokens must be at least 1")
+
 
 @dataclass(frozen=True, slots=True)
 class ServerOptions:
@@ -95,6 +102,10 @@ class ServerOptions:
     # No --model and no --served-model: a server that serves exactly one model answers with that one.
     pick_single: bool = False
 
+    def __post_init__(self) -> None:
+        if self.concurrency < 1 or self.timeout <= 0:
+            raise UsageError("--concurrency must be at least 1 and --timeout above 0")
+
 
 @dataclass(frozen=True, slots=True)
 class VllmOptions:
@@ -105,6 +116,13 @@ class VllmOptions:
     tensor_parallel: int = 1
     gpu_memory_utilization: float | None = None
     in_flight: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.tensor_parallel < 1:
+            raise UsageError(f"--tensor-parallel {self.tensor_parallel}: must be at least 1")
+        share = self.gpu_memory_utilization
+        if share is not None and not 0 < share <= 1:
+            raise UsageError(f"--gpu-memory-utilization {share:g}: must be above 0 and at most 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +165,10 @@ class ConvertOptions:
     max_retries: int = 3
     page_timeout: float | None = None
     layer: LayerOptions = LayerOptions()
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0 or (self.page_timeout is not None and self.page_timeout <= 0):
+            raise UsageError("--max-retries must be 0 or more and --page-timeout above 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,142 +221,6 @@ def parse_batch_size(text: str) -> int | None:
     return size
 
 
-def convert_options(
-    *,
-    pages: str | None = None,
-    password: str | None = None,
-    min_pixels: int = DEFAULT_MIN_PIXELS,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    model: str | None = None,
-    revision: str | None = None,
-    device: Device = "auto",
-    dtype: DType = "auto",
-    attn: Attn = "auto",
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    prompt: str = DEFAULT_PROMPT,
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
-    batch_size: int | None = None,
-    merge: bool = True,
-    keep_raw: Path | None = None,
-    max_retries: int = 3,
-    page_timeout: float | None = None,
-    engine: EngineKind = "auto",
-    api_base: str | None = None,
-    api_key_env: str | None = None,
-    served_model: str | None = None,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    timeout: float = DEFAULT_TIMEOUT,
-    fallback: Fallback = "none",
-    snap_boxes: bool = False,
-    quant: str = DEFAULT_QUANT,
-    mmproj: str | None = None,
-    threads: int | None = None,
-    quantize: Quantize | None = None,
-    tensor_parallel: int = 1,
-    gpu_memory_utilization: float | None = None,
-) -> ConvertOptions:
-    """The records for one conversion, from the CLI's options by name (the CLI and docparse.convert both
-    build them here). `pages` is a range list such as "1-3,7,10-"; `model` None is the default model (or,
-    on a server, the one model it serves). Raises UsageError for bad values."""
-    if min_pixels > max_pixels:
-        raise UsageError(f"--min-pixels {min_pixels} is above --max-pixels {max_pixels}")
-    if (batch_size is not None and batch_size < 1) or max_new_tokens < 1:
-        raise UsageError("--batch-size and --max-new-tokens must be at least 1")
-    if fallback not in ("none", "text-layer"):
-        raise UsageError(f"--fallback {fallback!r}: use none or text-layer")
-    if max_retries < 0 or (page_timeout is not None and page_timeout <= 0):
-        raise UsageError("--max-retries must be 0 or more and --page-timeout above 0")
-    if engine == "auto":
-        engine = resolve_auto(model, mmproj)
-    engine_only(engine, mmproj=mmproj, threads=threads, quantize=quantize)
-    vllm = vllm_options(engine, tensor_parallel, gpu_memory_utilization)
-    server = server_options(
-        engine,
-        api_base=api_base,
-        api_key_env=api_key_env,
-        served_model=served_model,
-        concurrency=concurrency,
-        timeout=timeout,
-    )
-    if engine == "openai" and model is None and served_model is None:
-        server = replace(server, pick_single=True)
-    ranges = None
-    if pages is not None:
-        ranges = parse_pages(pages)
-    return ConvertOptions(
-        raster=RasterOptions(min_pixels=min_pixels, max_pixels=max_pixels, pages=ranges, password=password),
-        model=ModelOptions(
-            model=model or DEFAULT_MODEL,
-            revision=revision,
-            device=device,
-            dtype=dtype,
-            attn=attn,
-            max_new_tokens=max_new_tokens,
-            prompt=prompt,
-            system_prompt=system_prompt,
-            batch_size=batch_size,
-            quant=quant,
-            mmproj=mmproj,
-            threads=threads,
-            quantize=quantize,
-        ),
-        engine=engine,
-        server=server,
-        vllm=vllm,
-        assemble=AssembleOptions(merge=merge),
-        keep_raw=keep_raw,
-        max_retries=max_retries,
-        page_timeout=page_timeout,
-        layer=LayerOptions(fallback=fallback == "text-layer", snap_boxes=snap_boxes),
-    )
-
-
-def server_options(
-    engine: EngineKind,
-    *,
-    api_base: str | None,
-    api_key_env: str | None,
-    served_model: str | None,
-    concurrency: int,
-    timeout: float,
-) -> ServerOptions:
-    """The server record for `engine`; UsageError when server options come without --engine openai,
-    --engine openai comes without --api-base, or a value is out of range."""
-    if engine in ("transformers", "llamacpp", "vllm"):
-        given = [
-            name
-            for name, value in (
-                ("--api-base", api_base),
-                ("--api-key-env", api_key_env),
-                ("--served-model", served_model),
-            )
-            if value is not None
-        ]
-        if given:
-            verb = "applies" if len(given) == 1 else "apply"
-            raise UsageError(f"{', '.join(given)} only {verb} to --engine openai")
-        return ServerOptions()
-    if engine != "openai":
-        raise UsageError(f"unknown engine {engine!r}: use auto, transformers, vllm, llamacpp or openai")
-    if api_base is None:
-        raise UsageError("--engine openai needs --api-base, e.g. http://127.0.0.1:8000/v1")
-    base = api_base.strip().rstrip("/")
-    if not base.lower().startswith(("http://", "https://")) or len(base.split("://", 1)[1]) == 0:
-        raise UsageError(f"--api-base takes an http(s) address such as http://127.0.0.1:8000/v1 (got {api_base!r})")
-    if api_key_env is not None and not os.environ.get(api_key_env, "").strip():
-        # Checked now, before the input is opened: the key itself stays in the environment.
-        raise UsageError(f"--api-key-env {api_key_env}: that environment variable is not set or empty")
-    if concurrency < 1 or timeout <= 0:
-        raise UsageError("--concurrency must be at least 1 and --timeout above 0")
-    return ServerOptions(
-        api_base=base,
-        api_key_env=api_key_env,
-        served_model=served_model,
-        concurrency=concurrency,
-        timeout=timeout,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class ClusterOptions:
     """`--ray`: the cluster a batch runs on (docparse.run.cluster), and how its engine actors are placed.
@@ -348,24 +234,3 @@ class ClusterOptions:
     address: str = "auto"
     workers: int | None = None
     gpus_per_worker: float | None = None
-
-
-def engine_only(engine: EngineKind, *, mmproj: str | None, threads: int | None, quantize: Quantize | None) -> None:
-    """UsageError for an engine's own options given to another engine, or out of range."""
-    if engine != "llamacpp" and (mmproj is not None or threads is not None):
-        raise UsageError("--mmproj and --threads only apply to --engine llamacpp")
-    if threads is not None and threads < 1:
-        raise UsageError("--threads must be at least 1")
-    if quantize is not None and engine != "transformers":
-        raise UsageError(f"--quantize {quantize} applies to --engine transformers (llama.cpp: pick a GGUF --quant)")
-
-
-def vllm_options(engine: EngineKind, tensor_parallel: int, gpu_memory_utilization: float | None) -> VllmOptions:
-    """The vLLM record; UsageError for values out of range, or vLLM options given to another engine."""
-    if engine != "vllm" and (tensor_parallel != 1 or gpu_memory_utilization is not None):
-        raise UsageError("--tensor-parallel and --gpu-memory-utilization only apply to --engine vllm")
-    if tensor_parallel < 1:
-        raise UsageError(f"--tensor-parallel {tensor_parallel}: must be at least 1")
-    if gpu_memory_utilization is not None and not 0 < gpu_memory_utilization <= 1:
-        raise UsageError(f"--gpu-memory-utilization {gpu_memory_utilization:g}: must be above 0 and at most 1")
-    return VllmOptions(tensor_parallel=tensor_parallel, gpu_memory_utilization=gpu_memory_utilization)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import docparse
-from docparse.api import ConvertKeywords, option_names
 from docparse.errors import UsageError
+from docparse.keywords import ConvertKeywords, option_names
 from tests.paths import REPO
 
 SAMPLE = REPO / "samples" / "report.pdf"

@@ -622,8 +622,8 @@ def test_a_terminal_gets_progress_bars_in_colour_unless_no_color(
 def test_the_report_is_rewritten_during_a_run_and_stale_temporary_files_are_removed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import docparse.cli.app
     import docparse.engines.transformers as transformers_engine
+    import docparse.run.batch
 
     report = tmp_path / "r.json"
     seen: list[list[str]] = []
@@ -634,7 +634,7 @@ def test_the_report_is_rewritten_during_a_run_and_stale_temporary_files_are_remo
 
     engine = FakeEngine(on_call=peek)
     monkeypatch.setattr(transformers_engine, "load_engine", lambda _o, _px=None: engine)
-    monkeypatch.setattr(docparse.cli.app, "REPORT_EVERY", 0.0)
+    monkeypatch.setattr(docparse.run.batch, "REPORT_EVERY", 0.0)
     copies(tmp_path / "in", 2)
     stale = tmp_path / "out" / ".doc00.md.x1y2z3.part"  # as write_atomic leaves it when killed mid-write
     stale.parent.mkdir()

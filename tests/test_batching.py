@@ -12,10 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from docparse.config import ModelOptions, convert_options, parse_batch_size
+from docparse.config import ModelOptions, parse_batch_size
 from docparse.engines import transformers as tf
 from docparse.engines.transformers import TransformersEngine, load_engine, page_memory, plan_batch_size
 from docparse.errors import EngineError, UsageError
+from docparse.keywords import convert_options
 from tests.paths import REPO
 
 # Two shapes, interleaved: a size-blind chunking would pad every chunk.

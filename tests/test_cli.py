@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import typer
 
-from docparse.cli.app import convert_app, main, render_app
+from docparse.cli.app import main
+from docparse.cli.convert import convert_app
+from docparse.cli.render import render_app
 from tests.paths import DATA, REPO, shared_file
 from tests.requires import unavailable
 
@@ -436,7 +438,7 @@ def test_help_groups_options_in_panels_with_plain_metavars(
 def test_wording_of_counts_and_options(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli([str(SAMPLE), "--api-base", "http://x/v1"], capsys)
     assert code == 2 and "--api-base only applies to --engine openai" in err
-    from docparse.cli.app import plural, summary_line
+    from docparse.cli.display import plural, summary_line
 
     assert plural(1, "page") == "1 page" and plural(2, "file") == "2 files"
     totals = {"converted": 1, "files": 1, "failed": 0, "pages": 1, "pages_failed": 0, "pages_cached": 0}
@@ -554,3 +556,13 @@ def test_ci_runs_the_readme_quick_start_and_test_commands() -> None:
     assert ".venv/bin/python -m pip install -q torch" not in ci  # the main venv gets torch only as the README says
     missing = subprocess.run([str(REPO / ".ci" / "readme-commands"), "no-such-block"], capture_output=True, text=True)
     assert missing.returncode != 0 and "no README block" in missing.stderr
+
+
+def test_one_table_names_the_formats() -> None:
+    import typing
+
+    from docparse.formats import OUTPUT_SUFFIXES, SUFFIX_FORMATS, Format
+    from docparse.writers import WRITERS
+
+    assert set(typing.get_args(Format)) == set(OUTPUT_SUFFIXES) == set(WRITERS)
+    assert {SUFFIX_FORMATS[s] for s in (".md", ".markdown", ".html", ".htm", ".json")} == set(WRITERS)

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from docparse.api import write
-from docparse.config import ClusterOptions, ConvertOptions, convert_options
+from docparse.config import ClusterOptions, ConvertOptions
 from docparse.engines.base import Engine
 from docparse.errors import EXIT_USAGE
+from docparse.keywords import convert_options
 from docparse.run.cache import PageCache
 from docparse.run.pages import Event, FileDone, PageDone
 from tests.paths import PDF_FIXTURES, REPO, shared_file

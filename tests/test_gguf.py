@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from docparse.config import convert_options
 from docparse.engines.choice import is_gguf_model
 from docparse.engines.gguf import DEFAULT_GGUF_REPO, gguf_identity, pick_files
 from docparse.errors import ModelUnavailableError, UsageError
+from docparse.keywords import convert_options
 from tests.gguf_model import require_llama_cpp
 from tests.paths import REPO
 

@@ -12,12 +12,13 @@ import pymupdf
 import pytest
 from PIL import Image, ImageDraw
 
-from docparse.config import ModelOptions, RasterOptions, ServerOptions, convert_options
+from docparse.config import ModelOptions, RasterOptions, ServerOptions
 from docparse.engines.base import GenerationSettings
 from docparse.engines.open import open_engine
 from docparse.engines.openai import OpenAIEngine, calibration_sizes, open_openai_engine, retry_after
 from docparse.errors import EngineError, ModelUnavailableError, UsageError
 from docparse.inputs.rasterize import open_input
+from docparse.keywords import convert_options
 from docparse.prompt import DEFAULT_MAX_NEW_TOKENS, DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT
 from tests.fake_openai import TEXT_TOKENS, FakeServer, fake_server, image_of
 from tests.test_cli import assert_one_line_error, run_cli

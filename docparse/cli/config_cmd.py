@@ -11,27 +11,18 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from docparse.cli.convert import convert_app
+from docparse.cli.options import command_app
+from docparse.cli.render import cache_app, render_app
 from docparse.cli.settings import Setting, file_settings, option_keys, project_config_file, user_config_file
 from docparse.errors import EXIT_OK
 
-config_app = typer.Typer(
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-schema_app = typer.Typer(
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+config_app = command_app()
+schema_app = command_app()
 
 
 def _commands() -> dict[str, Any]:
     """The click commands whose options a file may set, by the name main dispatches them under."""
-    from docparse.cli.app import cache_app, convert_app, render_app
-
     return {name: typer.main.get_command(app) for name, app in (("convert", convert_app), ("render", render_app),
                                                                  ("cache", cache_app))}  # fmt: skip
 

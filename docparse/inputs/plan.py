@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from docparse.errors import UsageError
-
-SUPPORTED_SUFFIXES = frozenset({".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
-FORMAT_SUFFIX = {"md": ".md", "html": ".html", "json": ".json"}
+from docparse.formats import FORMAT_SUFFIX, INPUT_SUFFIXES
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +87,7 @@ def walk(
             if is_dir:
                 visit(Path(entry.path), child)
             elif is_file:
-                wanted = _matches(child, globs) if globs else Path(entry.name).suffix.lower() in SUPPORTED_SUFFIXES
+                wanted = _matches(child, globs) if globs else Path(entry.name).suffix.lower() in INPUT_SUFFIXES
                 if wanted:
                     found.append(child)
             elif entry.is_symlink():

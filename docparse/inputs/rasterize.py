@@ -21,8 +21,6 @@ from docparse.inputs.tallpage import is_tall, tall_size
 from docparse.inputs.textlayer import TextLayer, read_layer, text_page
 from docparse.prompt import MAX_ASPECT_RATIO, NOMINAL_DPI, smart_resize
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
-
 pymupdf.TOOLS.mupdf_display_errors(False)  # MuPDF's repair chatter would go to stderr unasked
 
 

@@ -8,13 +8,14 @@ from typing import TypeAlias
 from docparse.config import WriteOptions
 from docparse.document import Document
 from docparse.errors import UsageError
+from docparse.formats import Format
 from docparse.writers.html import write_html
 from docparse.writers.json import write_json
 from docparse.writers.markdown import write_markdown
 
 Writer: TypeAlias = Callable[[Document, WriteOptions], str]
 
-WRITERS: dict[str, Writer] = {
+WRITERS: dict[Format, Writer] = {
     "md": write_markdown,
     "html": write_html,
     "json": write_json,
