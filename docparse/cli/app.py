@@ -75,7 +75,6 @@ from docparse.errors import (
 )
 from docparse.inputs.plan import Job
 from docparse.layer.agreement import layer_warnings
-from docparse.pipeline import PageDone
 from docparse.prompt import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_MAX_PIXELS,
@@ -86,8 +85,8 @@ from docparse.prompt import (
     FACTOR,
 )
 from docparse.run.cache import PageCache
+from docparse.run.events import Event, FileDone, FileStarted, PageDone
 from docparse.run.report import FileStatus, Report, document_failed, page_failed
-from docparse.run.scheduler import Event, FileDone, FileStarted
 from docparse.version import __version__
 
 EXIT_CODES_HELP = (

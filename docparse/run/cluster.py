@@ -30,19 +30,19 @@ from pathlib import Path
 from typing import Any
 
 from docparse.config import ClusterOptions, ConvertOptions
-from docparse.document import Page
 from docparse.engines.base import Answer, Engine
 from docparse.errors import DocparseError, EngineError, ModelUnavailableError, UsageError
 from docparse.inputs.rasterize import InputDocument, open_input
-from docparse.run.cache import PageCache, RasterInfo, answer_key, page_prefix, raster_key
+from docparse.run.answers import HeldAnswers
+from docparse.run.cache import PageCache, RasterInfo, page_prefix, raster_key
+from docparse.run.events import Event
+from docparse.run.page import unrendered_page
 from docparse.run.pages import (
     Documents,
-    Event,
-    HeldAnswers,
     PageResult,
     PageWork,
     answer_pages,
-    first_try,
+    first_key,
     open_source,
     render_page,
     replay_page,
@@ -93,17 +93,12 @@ def _render(path: str, source: str, options: ConvertOptions, sha: str, number: i
     try:
         doc = open_input(Path(path), options.raster)  # not hashed again: the driver did, once
     except DocparseError as exc:  # the file is not readable on this node
-        return (PageResult(_failed(number, str(exc)), 0, 0.0), None), None
+        return (PageResult(unrendered_page(number, str(exc)), 0, 0.0), None), None
     with doc:
         rendered, info = render_page(doc, options, sha, number)
     if isinstance(rendered, PageWork):
         return (None, info), PageWork(replace(rendered.image, source=source), rendered.prefix)
     return (rendered, info), None
-
-
-def _failed(number: int, warning: str) -> Page:
-    return Page(number=number, width=None, height=None, unit="pt", image_size=None, blocks=(), status="failed",
-                warnings=(warning,))  # fmt: skip
 
 
 class EngineWorker:
@@ -270,7 +265,9 @@ def run_cluster(
             done, raster = ray.get(job.head)
         except RayError as exc:  # a crash while rendering (retried by Ray first): this page fails, the rest go on
             where = f"{docs.docs[job.index].path}: page {job.number}"
-            done = PageResult(_failed(job.number, f"{where}: cannot render ({_first_line(_cause(exc))})"), 0, 0.0)
+            done = PageResult(
+                unrendered_page(job.number, f"{where}: cannot render ({_first_line(_cause(exc))})"), 0, 0.0
+            )
             raster = None
         if cache is not None and raster is not None:
             cache.put_raster(raster_key(options, job.sha, job.number), raster)
@@ -387,8 +384,7 @@ def _held(
     """The answers the cache holds for a page about to go to an actor: its first answer, and any retries."""
     held = dict(job.found)
     if cache is not None and raster is not None:
-        key = answer_key(page_prefix(options, job.sha, job.number, raster.turn), first_try(options), 0, 1,
-                         raster.image_size)  # fmt: skip
+        key = first_key(page_prefix(options, job.sha, job.number, raster.turn), options, raster.image_size)
         first = cache.get_answer(key)
         if first is not None:
             held[key] = first

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from docparse.document import Document, Page
 from docparse.files import write_atomic
 from docparse.layer.agreement import below_coverage, low_blocks
-from docparse.pipeline import PageDone
+from docparse.run.events import PageDone
 from docparse.version import __version__
 
 FileStatus = Literal["converted", "failed", "interrupted", "not-started"]

@@ -32,11 +32,9 @@ from docparse.engines.base import Engine
 from docparse.errors import DocparseError
 from docparse.inputs.rasterize import InputDocument
 from docparse.run.cache import PageCache, raster_key
+from docparse.run.events import Event
 from docparse.run.pages import (
     Documents,
-    Event,
-    FileDone,
-    FileStarted,
     PageResult,
     PageWork,
     answer_pages,
@@ -45,7 +43,7 @@ from docparse.run.pages import (
     replay_page,
 )
 
-__all__ = ["Event", "FileDone", "FileStarted", "run_batch"]
+__all__ = ["run_batch"]
 
 
 class _Slots:
