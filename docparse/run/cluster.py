@@ -36,7 +36,6 @@ from docparse.inputs.rasterize import InputDocument, open_input
 from docparse.run.answers import HeldAnswers
 from docparse.run.cache import PageCache, RasterInfo, page_prefix, raster_key
 from docparse.run.events import Event
-from docparse.run.page import unrendered_page
 from docparse.run.pages import (
     Documents,
     PageResult,
@@ -47,6 +46,7 @@ from docparse.run.pages import (
     render_page,
     replay_page,
 )
+from docparse.run.status import unrendered_page
 
 EngineFactory = Callable[[ConvertOptions], Engine]
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")

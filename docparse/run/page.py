@@ -6,7 +6,7 @@ import time
 from dataclasses import replace
 
 from docparse.config import ConvertOptions
-from docparse.document import Generation, Page, PageStatus, Unit
+from docparse.document import Generation, Page, Unit
 from docparse.engines.base import Answer, Engine, GenerationSettings
 from docparse.inputs.pageprep import unturn
 from docparse.inputs.rasterize import PageImage
@@ -16,6 +16,7 @@ from docparse.reader.repetition import collapse_blocks
 from docparse.run.keepraw import RecordingEngine
 from docparse.run.rawfiles import save_raw
 from docparse.run.recover import Budget, Build, read_bands, recover_page
+from docparse.run.status import answer_status
 
 
 def build_page(
@@ -40,11 +41,11 @@ def build_page(
     ended_badly = result.truncated or reason in ("length", "time", "repetition")
     blocks, repeated = collapse_blocks(result.blocks) if ended_badly else (result.blocks, [])
     warnings = list(result.warnings)
-    status: PageStatus = "ok"
-    if not result.structured and blocks:
-        status = "unstructured"
-    if result.truncated or reason in ("length", "time"):
-        status = "truncated"
+    status = answer_status(
+        looped=bool(repeated) or reason == "repetition",
+        cut=result.truncated or reason in ("length", "time"),
+        unstructured=not result.structured and bool(blocks),
+    )
     if generation is not None and reason == "length":
         warnings.append(
             f"the answer was cut at {generation.tokens_out} new tokens: raise --max-new-tokens to keep the rest"
@@ -54,7 +55,6 @@ def build_page(
             f"the answer was cut by the page time budget after {generation.seconds:.1f} s: raise --page-timeout"
         )
     if repeated or reason == "repetition":
-        status = "repetition"
         warnings.extend(repeated)
         if reason == "repetition" and not repeated:
             warnings.append("generation stopped early: the model was repeating itself")
@@ -75,31 +75,6 @@ def build_page(
         warnings=tuple(warnings),
         generation=generation,
     )
-
-
-def empty_page(image: PageImage, status: PageStatus, warning: str, attempts: int) -> Page:
-    """A page with no blocks: a blank one never sent to the model, or one the engine failed on."""
-    return Page(
-        number=image.number,
-        width=image.width,
-        height=image.height,
-        unit=image.unit,
-        image_size=image.image.size,
-        blocks=(),
-        status=status,
-        warnings=(warning,),
-        attempts=attempts,
-        rotation=image.turn,
-    )
-
-
-def unrendered_page(number: int, error: str) -> Page:
-    """A page that could not be rendered: failed, with nothing known of its size."""
-    return Page(number=number, width=None, height=None, unit="pt", image_size=None, blocks=(), status="failed",
-                warnings=(error,))  # fmt: skip
-
-
-BLANK_WARNING = "the page is blank (no text layer, no ink on its raster); it was not sent to the model"
 
 
 def turned_size(width: float, height: float, turn: int) -> tuple[float, float]:

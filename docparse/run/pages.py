@@ -32,7 +32,8 @@ from docparse.layer.agreement import check_document, fallback_page
 from docparse.run.answers import AnswerStore, CacheMiss, PageEngine, RecordingStore
 from docparse.run.cache import PageCache, RasterInfo, answer_key, page_prefix, raster_key, request_settings
 from docparse.run.events import Event, FileDone, FileStarted, PageDone
-from docparse.run.page import BLANK_WARNING, empty_page, first_try, page_from_answer, page_from_bands, unrendered_page
+from docparse.run.page import first_try, page_from_answer, page_from_bands
+from docparse.run.status import blank_page, failed_page, unrendered_page
 from docparse.version import __version__
 
 
@@ -97,7 +98,7 @@ def render_page(
     except InputError as exc:
         return PageResult(unrendered_page(number, str(exc)), 0, 0.0, doc.text_layer(number)), None
     if image.blank:
-        return PageResult(empty_page(image, "skipped-blank", BLANK_WARNING, 0), 0, 0.0, image.layer), raster_info(image)
+        return PageResult(blank_page(image), 0, 0.0, image.layer), raster_info(image)
     return PageWork(image, page_prefix(options, sha, number, image.turn)), raster_info(image)
 
 
@@ -115,7 +116,7 @@ def replay_page(
     image = PageImage(source, number, placeholder, info.width, info.height, info.unit, info.rotation,
                       turn=info.turn, has_text=info.has_text, blank=info.blank, notes=info.notes)  # fmt: skip
     if info.blank:
-        return empty_page(image, "skipped-blank", BLANK_WARNING, 0)
+        return blank_page(image)
     store: AnswerStore = cache if found is None else RecordingStore(cache, found)
     prefix = page_prefix(options, sha, number, info.turn)
     if is_tall(info.image_size):
@@ -167,10 +168,10 @@ def answer_pages(
             try:
                 page = page_from_bands(wrappers[k], w.image, options)
             except EngineError as exc:
-                page = empty_page(w.image, "failed", str(exc), 1)
+                page = failed_page(w.image, str(exc))
             results.append(PageResult(page, wrappers[k].calls, time.perf_counter() - own, layer))
         elif got is None:
-            results.append(PageResult(empty_page(w.image, "failed", str(failure), 1), 1, spent, layer))
+            results.append(PageResult(failed_page(w.image, str(failure)), 1, spent, layer))
         else:
             own = time.perf_counter()
             page = page_from_answer(wrappers[k], w.image, got, options, spent)

@@ -10,10 +10,11 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from docparse.document import Block, Box, Generation, Page, PageStatus, block_text
+from docparse.document import Block, Box, Generation, Page, block_text
 from docparse.engines.base import GREEDY, Answer, Engine, GenerationSettings
 from docparse.errors import EngineError
 from docparse.prompt import FACTOR
+from docparse.run.status import answer_status, retried
 
 # Reads one answer for an image of `image_size` pixels standing for `page_size` of the page.
 Build = Callable[[Answer, tuple[int, int], tuple[float, float]], Page]
@@ -196,7 +197,7 @@ def read_bands(
         finish_reason=next((g.finish_reason for g in gens if g.finish_reason != "stop"), "stop"),
     )
     first = build(answers[0], crops[0].size, (page_w, (rows[0][1] - rows[0][0]) * scale))
-    status: PageStatus = "repetition" if "repetition" in problems else "truncated" if problems else "ok"
+    status = answer_status(looped="repetition" in problems, cut=bool(problems))
     return dataclasses.replace(
         first,
         number=number,
@@ -258,7 +259,7 @@ def recover_page(
             best = page
         if problem(page) is None:
             note = f"the first answer showed {kind}; retried with {', '.join(tried)}: the last attempt was clean"
-            return dataclasses.replace(page, status="retried", attempts=attempts, warnings=(*page.warnings, note))
+            return retried(page, attempts, note)
     why = "retries" if retries <= 0 else "time budget" if _out_of_time(budget) else ""
     note = f"the answer showed {kind}; retried with {', '.join(tried) or 'nothing'} without a clean answer"
     if why:
