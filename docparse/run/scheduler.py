@@ -152,27 +152,21 @@ class Scheduler:
     (the thread that calls `run`) batching pages for the engine and assembling documents."""
 
     def __init__(
-        self,
-        sources: Sequence[Path],
-        options: ConvertOptions,
-        get_engine: Callable[[], Engine],
-        *,
-        cache: PageCache | None = None,
-        events: Callable[[Event], None] | None = None,
-        stop: threading.Event | None = None,
-    ) -> None:
+        self, sources: Sequence[Path], options: ConvertOptions, get_engine: Callable[[], Engine],
+        cache: PageCache | None, emit: Callable[[Event], None], stop: threading.Event,
+    ) -> None:  # fmt: skip
         self.sources = sources
         self.options = options
         self.get_engine = get_engine
         self.cache = cache
-        self.stop = stop or threading.Event()
+        self.stop = stop
         self.halt = threading.Event()  # our own stop: set by `stop`, or when we leave
         self.gone = threading.Event()  # the coordinator has left: nothing reads the queue any more
         self.queue: queue.Queue[Message] = queue.Queue(maxsize=64)
         self.slots = _Slots(max(1, options.model.batch_size or 1) * 2)
         self.pending: list[tuple[int, PageWork]] = []
         self.engine: Engine | None = None
-        self.docs = Documents(options, events or (lambda _event: None), self._model_id)
+        self.docs = Documents(options, emit, self._model_id)
         self.inflight = 0
         self.producer_done = False
 
@@ -327,4 +321,5 @@ def run_batch(
     assembled, the others come back as interrupted. Returns True when the run was stopped.
     Raises what get_engine raises (e.g. ModelUnavailableError), and any error saving --keep-raw.
     """
-    return Scheduler(sources, options, get_engine, cache=cache, events=events, stop=stop).run()
+    emit = events or (lambda _event: None)
+    return Scheduler(sources, options, get_engine, cache, emit, stop or threading.Event()).run()
