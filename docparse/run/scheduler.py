@@ -15,6 +15,7 @@ without rendering it and without the model: the engine is loaded only when the f
 needs it arrives. A document is assembled as soon as its last page is done, handed to `events`
 (FileDone), and dropped. Progress is reported through events only; showing it is the caller's job.
 Each step is docparse.run.pages' public page API, which the Ray runner (docparse.run.cluster) calls too.
+The threads talk to the coordinator only through a queue of small frozen messages (Message), one class each.
 """
 
 from __future__ import annotations
