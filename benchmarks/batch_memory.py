@@ -21,7 +21,8 @@ from PIL import Image
 from docparse.config import ConvertOptions
 from docparse.document import Generation
 from docparse.engines.base import GREEDY, Answer, GenerationSettings
-from docparse.run.scheduler import FileDone, run_batch
+from docparse.run.events import FileDone
+from docparse.run.scheduler import run_batch
 
 
 def rss_mib() -> float:

@@ -23,7 +23,7 @@ from docparse.document import Generation
 from docparse.engines.base import GREEDY, Answer, GenerationSettings
 from docparse.files import write_atomic
 from docparse.keywords import convert_options
-from docparse.run.pages import Event, FileDone
+from docparse.run.events import Event, FileDone
 
 RESULTS = ROOT / "benchmarks" / "RESULTS-ray.md"
 MIN_PIXELS = 4 * 28 * 28

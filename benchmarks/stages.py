@@ -28,7 +28,7 @@ from docparse.config import ModelOptions, RasterOptions, WriteOptions
 from docparse.document import Document
 from docparse.engines.transformers import TransformersEngine, load_engine, resolve_dtype
 from docparse.inputs.rasterize import open_input
-from docparse.pipeline import build_page
+from docparse.run.page import build_page
 from docparse.writers import write
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,8 @@ from docparse.errors import EngineError, ModelUnavailableError
 from docparse.inputs.rasterize import InputDocument
 from docparse.pipeline import convert
 from docparse.run.cache import PageCache
-from docparse.run.scheduler import Event, FileDone, run_batch
+from docparse.run.events import Event, FileDone
+from docparse.run.scheduler import run_batch
 from tests.paths import PDF_FIXTURES, REPO, shared_file
 from tests.test_cli import run_cli
 

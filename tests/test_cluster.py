@@ -21,7 +21,7 @@ from docparse.engines.base import Engine
 from docparse.errors import EXIT_USAGE
 from docparse.keywords import convert_options
 from docparse.run.cache import PageCache
-from docparse.run.pages import Event, FileDone, PageDone
+from docparse.run.events import Event, FileDone, PageDone
 from tests.paths import PDF_FIXTURES, REPO, shared_file
 from tests.requires import unavailable
 from tests.test_batch_e2e import kill_after_answers, many_pages

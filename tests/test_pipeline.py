@@ -13,7 +13,8 @@ from docparse.config import ConvertOptions, RasterOptions, parse_pages
 from docparse.document import Generation, Heading, Paragraph
 from docparse.engines.base import GREEDY, Answer, Engine, GenerationSettings
 from docparse.errors import EngineError, InputError, PasswordError, UsageError
-from docparse.pipeline import convert, raw_path, render
+from docparse.pipeline import convert, render
+from docparse.run.rawfiles import raw_path
 from tests.paths import REPO, shared_file
 
 SAMPLE = REPO / "samples" / "report.pdf"

@@ -28,9 +28,9 @@ def merge_across_pages(pages: Sequence[Page], blocks: list[list[Block]]) -> None
     """
     tail: tuple[int, int] | None = None  # (page index, block index) of the last body block so far
     for p, page in enumerate(pages):
-        if p > 0 and (pages[p - 1].number + 1 != page.number or pages[p - 1].status == "failed"):
+        if p > 0 and (pages[p - 1].number + 1 != page.number or pages[p - 1].failed):
             tail = None
-        if page.status == "failed":
+        if page.failed:
             tail = None
             continue
         body = _body_indexes(blocks[p])

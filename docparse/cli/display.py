@@ -18,9 +18,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from docparse.pipeline import PageDone
 from docparse.run.batch import plural
-from docparse.run.scheduler import FileStarted
+from docparse.run.events import FileStarted, PageDone
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 

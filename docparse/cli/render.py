@@ -52,7 +52,7 @@ def parse_page_size(text: str) -> tuple[tuple[float, float], Unit]:
 
 
 def exit_for(doc: Document) -> int:
-    return EXIT_FAILED if any(p.status == "failed" for p in doc.pages) else EXIT_OK
+    return EXIT_FAILED if any(p.failed for p in doc.pages) else EXIT_OK
 
 
 @render_app.command(

@@ -59,6 +59,7 @@ class Page:
     `rotation` is the clockwise turn in degrees (0, 90, 180, 270) docparse gave the displayed page
     to make its content upright before the model saw it; boxes are on the page as displayed.
     `layer` is the check against the PDF's text layer; None where the page has no usable layer.
+    A failed page's `error` (why it has no blocks) is the first of its `warnings`, as the JSON carries it.
     """
 
     number: int
@@ -73,6 +74,16 @@ class Page:
     attempts: int = 0
     rotation: int = 0
     layer: LayerCheck | None = None
+
+    @property
+    def failed(self) -> bool:
+        """The model gave nothing for the page: the engine failed on it, or it could not be rendered."""
+        return self.status == "failed"
+
+    @property
+    def error(self) -> str | None:
+        """Why a failed page has no blocks (None for any other page): its first warning."""
+        return self.warnings[0] if self.failed and self.warnings else None
 
 
 def iter_blocks(pages: Sequence[Page]) -> Iterable[tuple[Page, Block]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from docparse.document import Box
+from docparse.document.boxes import map_boxes
 
 # Pages are examined at most this many pixels on their long side (cheap, and enough for text lines).
 _EXAMINE = 600
@@ -306,15 +306,4 @@ def unturn(value: Any, turn: int, width: float, height: float) -> Any:
     """A block (or part of one) with every box mapped back from the turned page to the displayed one."""
     if turn % 360 == 0:
         return value
-    if isinstance(value, Box):
-        return unturn_box(value, turn, width, height)
-    if isinstance(value, tuple):
-        return tuple(unturn(v, turn, width, height) for v in value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {}
-        for f in dataclasses.fields(value):
-            v = getattr(value, f.name)
-            if isinstance(v, Box | tuple) or (dataclasses.is_dataclass(v) and not isinstance(v, type)):
-                changes[f.name] = unturn(v, turn, width, height)
-        return dataclasses.replace(value, **changes) if changes else value
-    return value
+    return map_boxes(value, lambda box: unturn_box(box, turn, width, height))

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from docparse.document import Box
+from docparse.document.boxes import scaled
 from docparse.reader.elements import El, tag_name
 
 # Per-page warnings of one kind are capped at this count, then summarised.
@@ -34,12 +35,6 @@ def _positive_pair(pair: Any) -> bool:
         return all(isinstance(v, int | float) and math.isfinite(v) and v > 0 for v in (a, b))
     except (TypeError, ValueError):
         return False
-
-
-def to_page(box: Box, scale: tuple[float, float]) -> Box:
-    """A box in model pixels mapped to the page: x times scale[0], y times scale[1], rounded to 2 decimals."""
-    sx, sy = scale
-    return Box(round(box.x0 * sx, 2), round(box.y0 * sy, 2), round(box.x1 * sx, 2), round(box.y1 * sy, 2))
 
 
 class ReadContext:
@@ -109,5 +104,5 @@ class ReadContext:
                 self._clamped += 1
             x0, y0, x1, y1 = c
         if self._scale is not None:
-            return to_page(Box(x0, y0, x1, y1), self._scale)
+            return scaled(Box(x0, y0, x1, y1), *self._scale, ndigits=2)  # model pixels -> page units
         return Box(x0, y0, x1, y1)

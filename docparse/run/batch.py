@@ -24,10 +24,9 @@ from docparse.engines.base import Engine
 from docparse.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DocparseError, InputError, UsageError
 from docparse.inputs.plan import Job
 from docparse.layer.agreement import layer_warnings
-from docparse.pipeline import PageDone
 from docparse.run.cache import PageCache
+from docparse.run.events import Event, FileDone, FileStarted, PageDone
 from docparse.run.report import FileStatus, Report, document_failed, page_failed
-from docparse.run.scheduler import Event, FileDone, FileStarted
 
 REPORT_EVERY = 10.0  # seconds between rewrites of --report while a batch runs
 

@@ -2,16 +2,17 @@
 
 The driver (this process) opens each input to list its pages and hash it, and rebuilds from the
 page cache every page it can, as the local scheduler does. Every other page is rendered by a Ray
-task on any CPU of the cluster; its image stays in the object store and goes straight to an engine
-actor, which holds whatever docparse.engines.open_engine gives (or `engine_factory`) and answers
-batches through the retry ladder (docparse.run.pages.answer_pages). The driver hands each call the
-answers its cache already holds for those pages and stores the new ones the call returns, so the
-cache stays with the driver and is keyed as in a local run. Pages are batched in input order, as
-locally (the same inputs make the same batches, so the same answers), each actor gets up to its
-engine's `concurrency` calls at once, and at most the actors' `batch_size * (concurrency + 1)`
-pages are in flight: the driver's memory is bounded however large the corpus. A document is
-assembled and handed to `events` as its last page arrives. An actor that dies (killed, out of
-memory, its node gone) loses no page: its calls go back to the queue and a new actor replaces it.
+task on any CPU of the cluster (the task and the actor are in docparse.run.cluster_workers); its
+image stays in the object store and goes straight to an engine actor, which holds whatever
+docparse.engines.open_engine gives (or `engine_factory`) and answers batches through the retry
+ladder (docparse.run.pages.answer_pages). The driver hands each call the answers its cache
+already holds for those pages and stores the new ones the call returns, so the cache stays with
+the driver and is keyed as in a local run. Pages are batched in input order, as locally (the
+same inputs make the same batches, so the same answers), each actor gets up to its engine's
+`concurrency` calls at once, and at most the actors' `batch_size * (concurrency + 1)` pages are
+in flight: the driver's memory is bounded however large the corpus. A document is assembled and
+handed to `events` as its last page arrives. An actor that dies (killed, out of memory, its node
+gone) loses no page: its calls go back to the queue and a new actor replaces it.
 """
 
 from __future__ import annotations
@@ -30,25 +31,21 @@ from pathlib import Path
 from typing import Any
 
 from docparse.config import ClusterOptions, ConvertOptions
-from docparse.document import Page
-from docparse.engines.base import Answer, Engine
+from docparse.engines.base import Answer
 from docparse.errors import DocparseError, EngineError, ModelUnavailableError, UsageError
-from docparse.inputs.rasterize import InputDocument, open_input
-from docparse.run.cache import PageCache, RasterInfo, answer_key, page_prefix, raster_key
+from docparse.inputs.rasterize import InputDocument
+from docparse.run.cache import PageCache, RasterInfo, page_prefix, raster_key
+from docparse.run.cluster_workers import EngineFactory, EngineWorker, render_task
+from docparse.run.events import Event
 from docparse.run.pages import (
     Documents,
-    Event,
-    HeldAnswers,
     PageResult,
-    PageWork,
-    answer_pages,
-    first_try,
+    first_key,
     open_source,
-    render_page,
     replay_page,
 )
+from docparse.run.status import unrendered_page
 
-EngineFactory = Callable[[ConvertOptions], Engine]
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
 # Threads of an actor: its engine's concurrency (calls at once) is capped here, plus one for load/close.
 MAX_CALLS_PER_ACTOR = 64
@@ -85,64 +82,6 @@ def connect(address: str) -> None:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelUnavailableError(f"--ray {address}: no Ray cluster could be reached ({message})") from None
-
-
-def _render(path: str, source: str, options: ConvertOptions, sha: str, number: int) -> tuple[Any, Any]:
-    """Ray task: one page rendered on any node. Returns (the finished page or None, its raster record) and
-    the PageWork for the model (or None); the second stays in the object store for the actor."""
-    try:
-        doc = open_input(Path(path), options.raster)  # not hashed again: the driver did, once
-    except DocparseError as exc:  # the file is not readable on this node
-        return (PageResult(_failed(number, str(exc)), 0, 0.0), None), None
-    with doc:
-        rendered, info = render_page(doc, options, sha, number)
-    if isinstance(rendered, PageWork):
-        return (None, info), PageWork(replace(rendered.image, source=source), rendered.prefix)
-    return (rendered, info), None
-
-
-def _failed(number: int, warning: str) -> Page:
-    return Page(number=number, width=None, height=None, unit="pt", image_size=None, blocks=(), status="failed",
-                warnings=(warning,))  # fmt: skip
-
-
-class EngineWorker:
-    """Ray actor: one engine, loaded once, answering batches of pages (several calls at once when its
-    engine's concurrency allows) with the answers the driver's cache already holds."""
-
-    def __init__(self, options: ConvertOptions, factory: EngineFactory | None) -> None:
-        self.options = options
-        self.factory = factory
-        self.engine: Engine | None = None
-        self.lock = threading.Lock()
-
-    def load(self) -> tuple[str, int, int]:
-        """Open the engine; its model id, batch size and concurrency (raises ModelUnavailableError)."""
-        with self.lock:
-            if self.engine is None:
-                if self.factory is not None:
-                    self.engine = self.factory(self.options)
-                else:
-                    from docparse.engines.open import open_engine
-
-                    self.engine = open_engine(self.options)
-            return self.engine.model_id, self.engine.batch_size, self.engine.concurrency
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def answer(self, held: dict[str, Answer], *work: PageWork) -> tuple[list[PageResult], dict[str, Answer], int, int]:
-        """The pages answered, the answers the engine gave (for the driver's cache), and the engine's batch size
-        and concurrency now (an engine may halve its batch after running out of memory)."""
-        self.load()
-        assert self.engine is not None
-        store = HeldAnswers(held)
-        results = answer_pages(self.engine, work, self.options, store)
-        return results, store.new, self.engine.batch_size, self.engine.concurrency
-
-    def close(self) -> None:
-        if self.engine is not None:
-            self.engine.close()
 
 
 @dataclass(slots=True)
@@ -208,7 +147,7 @@ def run_cluster(
     if options.keep_raw is not None:  # the actors write it: the same folder whatever their working directory
         options = replace(options, keep_raw=options.keep_raw.absolute())
     model_name = options.model.model
-    render: Any = ray.remote(num_returns=2)(_render)
+    render: Any = ray.remote(num_returns=2)(render_task)
     workers, gpus = placement(cluster, float(ray.cluster_resources().get("GPU", 0)))
     actor_class: Any = ray.remote(EngineWorker).options(num_cpus=1 if gpus == 0 else 0, num_gpus=gpus,
                                                    max_concurrency=MAX_CALLS_PER_ACTOR + 1, max_restarts=0)  # fmt: skip
@@ -270,7 +209,9 @@ def run_cluster(
             done, raster = ray.get(job.head)
         except RayError as exc:  # a crash while rendering (retried by Ray first): this page fails, the rest go on
             where = f"{docs.docs[job.index].path}: page {job.number}"
-            done = PageResult(_failed(job.number, f"{where}: cannot render ({_first_line(_cause(exc))})"), 0, 0.0)
+            done = PageResult(
+                unrendered_page(job.number, f"{where}: cannot render ({_first_line(_cause(exc))})"), 0, 0.0
+            )
             raster = None
         if cache is not None and raster is not None:
             cache.put_raster(raster_key(options, job.sha, job.number), raster)
@@ -387,8 +328,7 @@ def _held(
     """The answers the cache holds for a page about to go to an actor: its first answer, and any retries."""
     held = dict(job.found)
     if cache is not None and raster is not None:
-        key = answer_key(page_prefix(options, job.sha, job.number, raster.turn), first_try(options), 0, 1,
-                         raster.image_size)  # fmt: skip
+        key = first_key(page_prefix(options, job.sha, job.number, raster.turn), options, raster.image_size)
         first = cache.get_answer(key)
         if first is not None:
             held[key] = first
@@ -406,4 +346,4 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-__all__ = ["EngineWorker", "check_paths", "connect", "placement", "run_cluster"]
+__all__ = ["check_paths", "connect", "placement", "run_cluster"]

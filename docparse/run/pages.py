@@ -15,136 +15,26 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from PIL import Image
 
 from docparse.assemble import assemble
 from docparse.config import ConvertOptions
-from docparse.document import Document, Page
-from docparse.engines.base import GREEDY, Answer, Engine, GenerationSettings
+from docparse.document import Document, JSONValue, Page
+from docparse.engines.base import Answer, Engine
 from docparse.errors import DocparseError, EngineError, InputError
 from docparse.files import sha256_file
 from docparse.inputs.rasterize import InputDocument, PageImage, open_input
 from docparse.inputs.tallpage import is_tall
 from docparse.inputs.textlayer import TextLayer
 from docparse.layer.agreement import check_document, fallback_page
-from docparse.pipeline import BLANK_WARNING, PageDone, document_metadata, empty_page, page_from_answer, page_from_bands
-from docparse.run.cache import PageCache, RasterInfo, answer_key, page_prefix, raster_key
-
-
-@dataclass(frozen=True, slots=True)
-class FileStarted:
-    """Event: input `index` (0-based, in the order given) opened; `pages` of it will be converted."""
-
-    index: int
-    source: str
-    pages: int
-    warnings: tuple[str, ...] = ()  # about the file as a whole (e.g. pages --pages asks for that it lacks)
-
-
-@dataclass(frozen=True, slots=True)
-class FileDone:
-    """Event: input `index` is finished: `document` assembled, or `error` (it could not be opened), or
-    `interrupted` (the run stopped before its last page). `seconds` from its opening to now."""
-
-    index: int
-    source: str
-    document: Document | None
-    error: DocparseError | None
-    seconds: float
-    interrupted: bool = False
-
-
-Event = FileStarted | PageDone | FileDone
-
-
-class CacheMiss(Exception):
-    """A page rebuilt from the cache needed an answer the cache does not hold: render it and ask the model."""
-
-
-class AnswerStore(Protocol):
-    """Where answers are looked up before a call and stored after it: a PageCache, or HeldAnswers."""
-
-    def get_answer(self, key: str) -> Answer | None: ...
-
-    def put_answer(self, key: str, answer: Answer) -> None: ...
-
-
-class HeldAnswers:
-    """Answers in memory: those a worker was handed (found in the driver's cache), and `new` ones it made."""
-
-    def __init__(self, held: dict[str, Answer] | None = None) -> None:
-        self.held = dict(held or {})
-        self.new: dict[str, Answer] = {}
-
-    def get_answer(self, key: str) -> Answer | None:
-        return self.new.get(key) or self.held.get(key)
-
-    def put_answer(self, key: str, answer: Answer) -> None:
-        self.new[key] = answer
-
-
-class _Recording:
-    """A PageCache read through, remembering every answer found (handed to the worker that carries on)."""
-
-    def __init__(self, cache: PageCache, found: dict[str, Answer]) -> None:
-        self.cache = cache
-        self.found = found
-
-    def get_answer(self, key: str) -> Answer | None:
-        answer = self.cache.get_answer(key)
-        if answer is not None:
-            self.found[key] = answer
-        return answer
-
-    def put_answer(self, key: str, answer: Answer) -> None:
-        self.cache.put_answer(key, answer)
-
-
-class _PageEngine:
-    """The engine as one page's retries see it: answers come from the store where held; new ones are stored.
-
-    With no engine (rebuilding a page from the cache), a missing answer raises CacheMiss.
-    `calls` counts the calls that reached the engine.
-    """
-
-    def __init__(self, engine: Engine | None, cache: AnswerStore | None, prefix: dict[str, Any], model: str) -> None:
-        self.engine = engine
-        self.cache = cache
-        self.prefix = prefix
-        self._model = model
-        self.calls = 0
-
-    @property
-    def model_id(self) -> str:
-        return self.engine.model_id if self.engine is not None else self._model
-
-    @property
-    def batch_size(self) -> int:
-        return self.engine.batch_size if self.engine is not None else 1
-
-    @property
-    def concurrency(self) -> int:
-        return self.engine.concurrency if self.engine is not None else 1
-
-    def generate(self, images: Sequence[Image.Image], settings: GenerationSettings = GREEDY) -> list[Answer]:
-        keys = [answer_key(self.prefix, settings, i, len(images), im.size) for i, im in enumerate(images)]
-        if self.cache is not None:
-            held = [self.cache.get_answer(k) for k in keys]
-            if all(a is not None for a in held):
-                return [a for a in held if a is not None]
-        if self.engine is None:
-            raise CacheMiss
-        self.calls += 1
-        answers = self.engine.generate(images, settings)
-        if self.cache is not None:
-            for key, answer in zip(keys, answers, strict=True):
-                self.cache.put_answer(key, answer)
-        return answers
-
-    def close(self) -> None:
-        pass
+from docparse.run.answers import AnswerStore, CacheMiss, PageEngine, RecordingStore
+from docparse.run.cache import PageCache, RasterInfo, answer_key, page_prefix, raster_key, request_settings
+from docparse.run.events import Event, FileDone, FileStarted, PageDone
+from docparse.run.page import first_try, page_from_answer, page_from_bands
+from docparse.run.status import blank_page, failed_page, unrendered_page
+from docparse.version import __version__
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +57,9 @@ class PageResult:
     layer: TextLayer | None = None
 
 
-def first_try(options: ConvertOptions) -> GenerationSettings:
-    """The settings of a page's first call: greedy, within the page time budget."""
-    return GenerationSettings(time_limit=options.page_timeout)
+def first_key(prefix: dict[str, Any], options: ConvertOptions, image_size: tuple[int, int]) -> str:
+    """The cache key of a page's first answer (`prefix`: docparse.run.cache.page_prefix)."""
+    return answer_key(prefix, first_try(options), 0, 1, image_size)
 
 
 def open_source(path: Path, options: ConvertOptions) -> tuple[InputDocument, str]:
@@ -206,11 +96,9 @@ def render_page(
     try:
         image = doc.render(number)
     except InputError as exc:
-        failed = Page(number=number, width=None, height=None, unit="pt", image_size=None, blocks=(),
-                      status="failed", warnings=(str(exc),))  # fmt: skip
-        return PageResult(failed, 0, 0.0, doc.text_layer(number)), None
+        return PageResult(unrendered_page(number, str(exc)), 0, 0.0, doc.text_layer(number)), None
     if image.blank:
-        return PageResult(empty_page(image, "skipped-blank", BLANK_WARNING, 0), 0, 0.0, image.layer), raster_info(image)
+        return PageResult(blank_page(image), 0, 0.0, image.layer), raster_info(image)
     return PageWork(image, page_prefix(options, sha, number, image.turn)), raster_info(image)
 
 
@@ -228,19 +116,19 @@ def replay_page(
     image = PageImage(source, number, placeholder, info.width, info.height, info.unit, info.rotation,
                       turn=info.turn, has_text=info.has_text, blank=info.blank, notes=info.notes)  # fmt: skip
     if info.blank:
-        return empty_page(image, "skipped-blank", BLANK_WARNING, 0)
-    store: AnswerStore = cache if found is None else _Recording(cache, found)
+        return blank_page(image)
+    store: AnswerStore = cache if found is None else RecordingStore(cache, found)
     prefix = page_prefix(options, sha, number, info.turn)
     if is_tall(info.image_size):
         try:
-            return page_from_bands(_PageEngine(None, store, prefix, model), image, options)
+            return page_from_bands(PageEngine(None, store, prefix, model), image, options)
         except CacheMiss:
             return None
-    first = store.get_answer(answer_key(prefix, first_try(options), 0, 1, info.image_size))
+    first = store.get_answer(first_key(prefix, options, info.image_size))
     if first is None:
         return None
     try:
-        return page_from_answer(_PageEngine(None, store, prefix, model), image, first, options, 0.0)
+        return page_from_answer(PageEngine(None, store, prefix, model), image, first, options, 0.0)
     except CacheMiss:
         return None
 
@@ -253,8 +141,8 @@ def answer_pages(
     Raises what saving --keep-raw raises (UsageError)."""
     settings = first_try(options)
     start = time.perf_counter()
-    wrappers = [_PageEngine(engine, cache, w.prefix, engine.model_id) for w in work]
-    keys = [answer_key(w.prefix, settings, 0, 1, w.image.image.size) for w in work]
+    wrappers = [PageEngine(engine, cache, w.prefix, engine.model_id) for w in work]
+    keys = [first_key(w.prefix, options, w.image.image.size) for w in work]
     tall = {k for k, w in enumerate(work) if is_tall(w.image.image.size)}  # read in bands below
     answers: list[Answer | None] = [cache.get_answer(k) if cache else None for k in keys]
     missing = [k for k, a in enumerate(answers) if a is None and k not in tall]
@@ -280,15 +168,47 @@ def answer_pages(
             try:
                 page = page_from_bands(wrappers[k], w.image, options)
             except EngineError as exc:
-                page = empty_page(w.image, "failed", str(exc), 1)
+                page = failed_page(w.image, str(exc))
             results.append(PageResult(page, wrappers[k].calls, time.perf_counter() - own, layer))
         elif got is None:
-            results.append(PageResult(empty_page(w.image, "failed", str(failure), 1), 1, spent, layer))
+            results.append(PageResult(failed_page(w.image, str(failure)), 1, spent, layer))
         else:
             own = time.perf_counter()
             page = page_from_answer(wrappers[k], w.image, got, options, spent)
             results.append(PageResult(page, wrappers[k].calls, spent + time.perf_counter() - own, layer))
     return results
+
+
+def engine_settings(options: ConvertOptions) -> dict[str, JSONValue]:
+    """The engine and its weight format, where they are not the transformers engine in the checkpoint's dtype."""
+    m = options.model
+    settings: dict[str, JSONValue] = {} if options.engine == "transformers" else {"engine": options.engine}
+    if options.engine == "llamacpp":
+        settings["quant"] = None if m.model.lower().endswith(".gguf") else m.quant
+    if m.quantize is not None:
+        settings["quantize"] = m.quantize
+    return settings
+
+
+def document_metadata(sha256: str, options: ConvertOptions, page_count: int, model: str) -> dict[str, JSONValue]:
+    """The metadata of a converted document: its input's hash, the model and every setting that shaped it."""
+    m = options.model
+    return {
+        "docparse_version": __version__,
+        "source_sha256": sha256,
+        "page_count": page_count,
+        "model": model,
+        "revision": m.revision,
+        **request_settings(options),
+        **engine_settings(options),
+        "decoding": "greedy",
+        "batch_size": m.batch_size if m.batch_size is not None else "auto",
+        "merge": options.assemble.merge,
+        "max_retries": options.max_retries,
+        "page_timeout": options.page_timeout,
+        "fallback": "text-layer" if options.layer.fallback else "none",
+        "snap_boxes": options.layer.snap_boxes,
+    }
 
 
 def assemble_pages(

@@ -6,14 +6,17 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from functools import partial
+from typing import Literal
 
 from PIL import Image
 
-from docparse.document import Block, Box, Generation, Page, PageStatus, block_text
+from docparse.document import Block, Generation, Page, block_text
+from docparse.document.boxes import map_boxes, shifted
 from docparse.engines.base import GREEDY, Answer, Engine, GenerationSettings
 from docparse.errors import EngineError
 from docparse.prompt import FACTOR
+from docparse.run.status import answer_status, retried
 
 # Reads one answer for an image of `image_size` pixels standing for `page_size` of the page.
 Build = Callable[[Answer, tuple[int, int], tuple[float, float]], Page]
@@ -82,22 +85,6 @@ def band_rows(height: int, bands: int, overlap: float = BAND_OVERLAP) -> list[tu
         top = min(k * (size - pad), units - size)
         rows.append((top * FACTOR, (top + size) * FACTOR))
     return rows
-
-
-def shift(value: Any, dy: float) -> Any:
-    """A block (or any part of one) with every box moved down by `dy`."""
-    if isinstance(value, Box):
-        return Box(value.x0, value.y0 + dy, value.x1, value.y1 + dy)
-    if isinstance(value, tuple):
-        return tuple(shift(v, dy) for v in value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {
-            f.name: shift(getattr(value, f.name), dy)
-            for f in dataclasses.fields(value)
-            if isinstance(getattr(value, f.name), Box | tuple) or dataclasses.is_dataclass(getattr(value, f.name))
-        }
-        return dataclasses.replace(value, **changes) if changes else value
-    return value
 
 
 def _norm(text: str) -> str:
@@ -182,7 +169,7 @@ def read_bands(
     problems: list[Problem] = []
     for (top, bottom), crop, answer in zip(rows, crops, answers, strict=True):
         part = build(answer, crop.size, (page_w, (bottom - top) * scale))
-        strips.append((top * scale, bottom * scale, shift(part.blocks, top * scale)))
+        strips.append((top * scale, bottom * scale, map_boxes(part.blocks, partial(shifted, dy=top * scale))))
         warnings.extend(f"band {top}-{bottom} px: {w}" for w in part.warnings)
         if (p := problem(part)) is not None:
             problems.append(p)
@@ -196,7 +183,7 @@ def read_bands(
         finish_reason=next((g.finish_reason for g in gens if g.finish_reason != "stop"), "stop"),
     )
     first = build(answers[0], crops[0].size, (page_w, (rows[0][1] - rows[0][0]) * scale))
-    status: PageStatus = "repetition" if "repetition" in problems else "truncated" if problems else "ok"
+    status = answer_status(looped="repetition" in problems, cut=bool(problems))
     return dataclasses.replace(
         first,
         number=number,
@@ -258,7 +245,7 @@ def recover_page(
             best = page
         if problem(page) is None:
             note = f"the first answer showed {kind}; retried with {', '.join(tried)}: the last attempt was clean"
-            return dataclasses.replace(page, status="retried", attempts=attempts, warnings=(*page.warnings, note))
+            return retried(page, attempts, note)
     why = "retries" if retries <= 0 else "time budget" if _out_of_time(budget) else ""
     note = f"the answer showed {kind}; retried with {', '.join(tried) or 'nothing'} without a clean answer"
     if why:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from docparse.document import Document, Page
 from docparse.files import write_atomic
 from docparse.layer.agreement import below_coverage, low_blocks
-from docparse.pipeline import PageDone
+from docparse.run.events import PageDone
 from docparse.version import __version__
 
 FileStatus = Literal["converted", "failed", "interrupted", "not-started"]
@@ -27,7 +27,7 @@ REPORT_VERSION = "1.1"
 def page_failed(page: Page, min_layer_coverage: float | None = None) -> bool:
     """Whether a page counts as failed: the engine failed on it, or (with --min-layer-coverage) the model's
     blocks hold less of its text layer than the floor."""
-    return page.status == "failed" or below_coverage(page, min_layer_coverage)
+    return page.failed or below_coverage(page, min_layer_coverage)
 
 
 def failed_share(doc: Document, min_layer_coverage: float | None = None) -> float:
@@ -55,7 +55,7 @@ def _page_entry(done: PageDone) -> dict[str, Any]:
         "attempts": page.attempts,
         "model_calls": done.model_calls,
         "cached": done.cached,
-        "error": page.warnings[0] if page.status == "failed" and page.warnings else None,
+        "error": page.error,
         "warnings": list(page.warnings),
         "layer_coverage": None,
         "layer_missing_lines": None,
