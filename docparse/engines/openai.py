@@ -22,6 +22,7 @@ from PIL import Image
 from docparse.config import ModelOptions, RasterOptions, ServerOptions
 from docparse.document import FinishReason, Generation
 from docparse.engines.base import GREEDY, Answer, GenerationSettings
+from docparse.engines.oneline import squeeze
 from docparse.errors import EngineError, ModelUnavailableError, UsageError
 from docparse.prompt import FACTOR, image_token_count
 
@@ -115,24 +116,19 @@ def backoff(attempt: int, rng: random.Random) -> float:
     return rng.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
 def _error_detail(response: httpx2.Response) -> str:
     """The server's own error message from an error response (OpenAI, vLLM and FastAPI shapes)."""
     try:
         body = response.json()
     except ValueError:
-        return _one_line(response.text) or response.reason_phrase
+        return squeeze(response.text) or response.reason_phrase
     if isinstance(body, dict):
         error = body.get("error", body.get("detail", body.get("message")))
         if isinstance(error, dict):
             error = error.get("message", error)
         if error is not None:
-            return _one_line(error if isinstance(error, str) else json.dumps(error))
-    return _one_line(json.dumps(body))
+            return squeeze(error if isinstance(error, str) else json.dumps(error))
+    return squeeze(json.dumps(body))
 
 
 def calibration_sizes(raster: RasterOptions) -> tuple[tuple[int, int], ...]:
@@ -243,7 +239,7 @@ class OpenAIEngine:
             limit = "the page time budget (--page-timeout)" if budget else f"{timeout:g} s (--timeout)"
             raise EngineError(f"the server sent no answer within {limit}") from None
         except (httpx2.TransportError, httpx2.DecodingError) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {_one_line(str(exc)) or 'connection failed'}") from None
+            raise _Retryable(f"{type(exc).__name__}: {squeeze(str(exc)) or 'connection failed'}") from None
         if response.status_code == 429 or response.status_code >= 500:
             raise _Retryable(
                 f"HTTP {response.status_code}: {_error_detail(response)}",
@@ -254,9 +250,9 @@ class OpenAIEngine:
         try:
             answer = response.json()
         except ValueError:
-            raise _Retryable(f"the answer is not JSON: {_one_line(response.text, 120)}") from None
+            raise _Retryable(f"the answer is not JSON: {squeeze(response.text, 120)}") from None
         if not isinstance(answer, dict):
-            raise EngineError(f"the server's answer is not a JSON object: {_one_line(response.text, 120)}")
+            raise EngineError(f"the server's answer is not a JSON object: {squeeze(response.text, 120)}")
         return answer
 
     def post(self, body: dict[str, Any], deadline: float | None = None) -> dict[str, Any]:
@@ -405,7 +401,7 @@ def check_server(client: httpx2.Client, server: ServerOptions, name: str) -> Ser
         raise ModelUnavailableError(f"the server at {where} did not answer GET /models within seconds") from None
     except httpx2.TransportError as exc:
         raise ModelUnavailableError(
-            f"cannot reach the server at {where} ({_one_line(str(exc)) or type(exc).__name__}): is it running?"
+            f"cannot reach the server at {where} ({squeeze(str(exc)) or type(exc).__name__}): is it running?"
         ) from None
     if response.status_code in (401, 403):
         hint = (
