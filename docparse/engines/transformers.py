@@ -20,6 +20,7 @@ from docparse.engines.base import GREEDY, Answer, Engine, GenerationSettings
 from docparse.engines.checkpoint import check_hub, download_checkpoint, find_checkpoint
 from docparse.engines.cpu_dtypes import apply_cpu_dtypes, check_quantize, language_dtype, visual_module
 from docparse.engines.device import resolve_attn, resolve_device, resolve_dtype
+from docparse.engines.local_batches import LocalBatches
 from docparse.engines.memory import (
     AUTO_BATCH_CAP,
     AUTO_BATCH_FLOOR,
@@ -63,7 +64,7 @@ class _OutOfMemory(Exception):
     """A generate call ran out of memory (its memory already freed); the message is the error's line."""
 
 
-class TransformersEngine:
+class TransformersEngine(LocalBatches):
     """Qwen2.5-VL run in this process by transformers; implements docparse.engines.base.Engine.
 
     Build it with `load_engine`. `model`, `tokenizer` and `image_processor` are the loaded
@@ -110,16 +111,6 @@ class TransformersEngine:
     def model_id(self) -> str:
         """The model as the user named it (hub id or folder)."""
         return self.options.model
-
-    @property
-    def batch_size(self) -> int:
-        """Pages per generate call: --batch-size, or the size `auto` chose; smaller after an out-of-memory."""
-        return self._batch_size
-
-    @property
-    def concurrency(self) -> int:
-        """One generate call at a time: a local model is busiest with one big batch."""
-        return 1
 
     def _eos_ids(self) -> tuple[int, ...]:
         """End-of-sequence ids: the checkpoint's generation_config ones, plus <|im_end|> (end of turn)."""
@@ -256,8 +247,7 @@ class TransformersEngine:
                             f"out of memory on one page alone ({exc}); use a smaller --max-pixels or "
                             f"--max-new-tokens, or a device with more memory"
                         ) from None
-                    self._batch_size = max(1, len(chunk) // 2)
-                    log.info("out of memory on %d pages at once: batch size now %d", len(chunk), self._batch_size)
+                    self._halve(len(chunk), log, "out of memory on %d pages at once")
                     continue
                 results.update(zip(chunk, pages, strict=True))
                 done += len(chunk)
