@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PIL import Image
 
 from docparse.config import ModelOptions, RasterOptions
@@ -25,7 +24,7 @@ from docparse.engines.base import GREEDY, Answer, GenerationSettings
 from docparse.engines.gguf import GGUFFiles, hub_name, resolve_gguf
 from docparse.engines.llamacpp_lib import default_threads, library, quiet_logs
 from docparse.engines.local_batches import LocalBatches
-from docparse.engines.looping import MIN_TOKENS, WINDOW, looping_tail
+from docparse.engines.looping import loops_after
 from docparse.engines.prompting import render_prompt
 from docparse.errors import EngineError, ModelUnavailableError
 from docparse.prompt import FACTOR
@@ -45,7 +44,6 @@ AUTO_BATCH = 4
 TEXT_ROOM = 256
 # Tokens per llama_decode call while prefilling (llama.cpp's default n_batch).
 N_BATCH = 512
-LOOP_STRIDE = 4
 
 
 class _NoContext(EngineError):
@@ -278,7 +276,7 @@ class LlamaCppEngine(LocalBatches):
             return
         page.ids.append(token)
         n = len(page.ids)
-        if loops and n >= MIN_TOKENS and n % LOOP_STRIDE == 0 and looping_tail(np.asarray(page.ids[-WINDOW:])):
+        if loops and loops_after(page.ids, n):
             page.reason = "repetition"
         elif n >= page.max_new:
             page.reason = "length"

@@ -19,6 +19,7 @@ from docparse.config import ModelOptions, RasterOptions, VllmOptions
 from docparse.document import FinishReason, Generation
 from docparse.engines.base import GREEDY, Answer, GenerationSettings
 from docparse.engines.choice import vllm_installed
+from docparse.engines.looping import loops_after
 from docparse.engines.oneline import one_line
 from docparse.engines.tokens import IMAGE_PAD
 from docparse.engines.vllm_setup import (
@@ -198,15 +199,12 @@ class VllmEngine:
         """Run one request, reading its tokens as they come; abort it once it loops or runs out of time.
 
         Returns the prompt's ids (None if vLLM sent nothing in time), the generated ids and the finish
-        reason. A loop is looked for at every 4th token from MIN_TOKENS on, as the transformers engine's
-        RepetitionStop does, so both cut a looping answer at the same token.
+        reason. A loop is looked for where docparse.engines.looping says (as in the transformers engine's
+        RepetitionStop), so both cut a looping answer at the same token.
         """
-        from docparse.engines.stopping import MIN_TOKENS, WINDOW, looping_tail
-
         ids: list[int] = []
         prompt_ids: list[int] | None = None
         reason: FinishReason = "length"
-        stride = 4
         stream = self.llm.generate(prompt, self.sampling(settings), request_id=request_id)
         try:
             async with contextlib.aclosing(stream), asyncio.timeout(settings.time_limit):
@@ -217,7 +215,7 @@ class VllmEngine:
                     ids.extend(out.outputs[0].token_ids)
                     if settings.stop_on_repetition:
                         for n in range(before + 1, len(ids) + 1):
-                            if n >= MIN_TOKENS and n % stride == 0 and looping_tail(_tail(ids, n, WINDOW)):
+                            if loops_after(ids, n):
                                 del ids[n:]
                                 await self.llm.abort(request_id)
                                 return prompt_ids, ids, "repetition"
@@ -278,12 +276,6 @@ class VllmEngine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _tail(ids: list[int], n: int, window: int) -> Any:
-    import numpy as np
-
-    return np.asarray(ids[max(0, n - window) : n], dtype=np.int64)
 
 
 def open_vllm_engine(model: ModelOptions, vllm: VllmOptions, raster: RasterOptions) -> VllmEngine:
