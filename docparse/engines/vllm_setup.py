@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from docparse.config import ModelOptions, RasterOptions, VllmOptions
+from docparse.engines.device import resolve_dtype
 from docparse.engines.memory import kv_bytes_per_token
 from docparse.engines.tokens import end_ids
 from docparse.prompt import FACTOR
@@ -103,8 +104,6 @@ def vllm_dtype(options: ModelOptions, device: str) -> str:
     """vLLM's dtype: --dtype, or for auto what the transformers engine picks on this device."""
     if options.dtype != "auto":
         return options.dtype
-    from docparse.engines.device import resolve_dtype
-
     return str(resolve_dtype("auto", device)).removeprefix("torch.")
 
 
