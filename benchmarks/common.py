@@ -122,7 +122,8 @@ def real_shape_engine(
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    from docparse.engines.transformers import TransformersEngine, resolve_attn, resolve_dtype
+    from docparse.engines.device import resolve_attn, resolve_dtype
+    from docparse.engines.transformers import TransformersEngine
 
     tiny = tiny_engine("cpu", "float32", max_new_tokens)
     torch_dtype = resolve_dtype(cast(Any, dtype), device)

@@ -26,7 +26,8 @@ import torch
 
 from docparse.config import ModelOptions, RasterOptions, WriteOptions
 from docparse.document import Document
-from docparse.engines.transformers import TransformersEngine, load_engine, resolve_dtype
+from docparse.engines.device import resolve_dtype
+from docparse.engines.transformers import TransformersEngine, load_engine
 from docparse.inputs.rasterize import open_input
 from docparse.run.page import build_page
 from docparse.writers import write

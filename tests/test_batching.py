@@ -13,8 +13,10 @@ import torch
 from PIL import Image
 
 from docparse.config import ModelOptions, parse_batch_size
+from docparse.engines import memory
 from docparse.engines import transformers as tf
-from docparse.engines.transformers import TransformersEngine, load_engine, page_memory, plan_batch_size
+from docparse.engines.memory import page_memory, plan_batch_size
+from docparse.engines.transformers import TransformersEngine, load_engine
 from docparse.errors import EngineError, UsageError
 from docparse.keywords import convert_options
 from tests.paths import REPO
@@ -210,7 +212,7 @@ def test_auto_batch_size_is_chosen_at_load_from_free_memory(
     tiny_model_dir: Path, images: list[Image.Image], alone: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     roomy = load(tiny_model_dir)  # batch_size None: auto
-    assert roomy.batch_size == tf.AUTO_BATCH_CAP["cpu"]  # the tiny model fits many times over
+    assert roomy.batch_size == memory.AUTO_BATCH_CAP["cpu"]  # the tiny model fits many times over
     spy = GenerateSpy(roomy)
     assert [a.text for a in roomy.generate(images)] == alone
     assert [rows for rows, _ in spy.calls] == [5]
@@ -218,7 +220,7 @@ def test_auto_batch_size_is_chosen_at_load_from_free_memory(
     page_bytes = roomy.plan_batch_size().page_bytes
 
     def room_for(pages: float) -> None:
-        free = int(pages * page_bytes * tf.AUTO_SAFETY / tf.AUTO_MEMORY_SHARE)
+        free = int(pages * page_bytes * memory.AUTO_SAFETY / memory.AUTO_MEMORY_SHARE)
         monkeypatch.setattr(tf, "free_memory_bytes", lambda device: free)
 
     room_for(9.5)

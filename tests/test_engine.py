@@ -21,14 +21,9 @@ from PIL import Image
 
 from docparse.config import ModelOptions
 from docparse.engines.cpu_dtypes import language_dtype, visual_module
-from docparse.engines.transformers import (
-    IMAGE_PAD,
-    TransformersEngine,
-    cpu_has_native_bfloat16,
-    load_engine,
-    resolve_attn,
-    resolve_dtype,
-)
+from docparse.engines.device import cpu_has_native_bfloat16, resolve_attn, resolve_dtype
+from docparse.engines.tokens import IMAGE_PAD
+from docparse.engines.transformers import TransformersEngine, load_engine
 from docparse.errors import EngineError, ModelUnavailableError, UsageError
 from docparse.prompt import DEFAULT_MODEL, DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT, chat_text
 from tests.paths import REPO

@@ -15,7 +15,8 @@ from PIL import Image, ImageDraw
 from docparse.config import ModelOptions, RasterOptions, ServerOptions
 from docparse.engines.base import GenerationSettings
 from docparse.engines.open import open_engine
-from docparse.engines.openai import OpenAIEngine, calibration_sizes, open_openai_engine, retry_after
+from docparse.engines.openai import OpenAIEngine, calibration_sizes, open_openai_engine
+from docparse.engines.openai_http import retry_after
 from docparse.errors import EngineError, ModelUnavailableError, UsageError
 from docparse.inputs.rasterize import open_input
 from docparse.keywords import convert_options
@@ -412,7 +413,7 @@ def four_page_pdf(path: Path) -> Path:
 def test_cli_batch_with_faults_converts_the_other_pages_and_maps_boxes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("docparse.engines.openai.BACKOFF_BASE", 0.01)  # short waits between tries
+    monkeypatch.setattr("docparse.engines.openai_http.BACKOFF_BASE", 0.01)  # short waits between tries
     # Page 1: a 429 then an answer; page 2: too slow (fails alone, not repeated); page 3: 500 on
     # all 6 tries (fails alone); page 4: dropped once, then answered.
     server = FakeServer(slow_seconds=3.0)
@@ -445,7 +446,7 @@ def test_cli_batch_with_faults_converts_the_other_pages_and_maps_boxes(
 def test_cli_pages_go_concurrently_and_a_failing_one_fails_alone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("docparse.engines.openai.BACKOFF_BASE", 0.01)
+    monkeypatch.setattr("docparse.engines.openai_http.BACKOFF_BASE", 0.01)
     doc = pymupdf.open()
     widths = (612, 500, 420, 360)  # each page its own image width, so faults can be keyed on it
     for number, width in enumerate(widths, start=1):

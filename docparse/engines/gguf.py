@@ -137,7 +137,8 @@ def _checked(path: Path, name: str) -> Path:
 def _repo_files(repo: str, revision: str | None) -> list[str]:
     from huggingface_hub import HfApi, constants, snapshot_download
 
-    from docparse.engines.hub import hub_errors, one_line
+    from docparse.engines.hub import hub_errors
+    from docparse.engines.oneline import one_line
 
     if constants.HF_HUB_OFFLINE:
         try:
@@ -163,7 +164,8 @@ def _repo_files(repo: str, revision: str | None) -> list[str]:
 def _download(repo: str, name: str, revision: str | None) -> Path:
     from huggingface_hub import constants, hf_hub_download
 
-    from docparse.engines.hub import hub_errors, one_line
+    from docparse.engines.hub import hub_errors
+    from docparse.engines.oneline import one_line
 
     try:
         return Path(hf_hub_download(repo, name, revision=revision, local_files_only=bool(constants.HF_HUB_OFFLINE)))

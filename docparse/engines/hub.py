@@ -1,4 +1,4 @@
-"""Errors from the model hub, told apart and reported in one line (the transformers and llama.cpp engines)."""
+"""Errors from the model hub, told apart from the others (the transformers and llama.cpp engines)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,3 @@ def hub_errors() -> tuple[type[BaseException], ...]:
             continue
         errors.extend([module.HTTPError, module.InvalidURL])
     return tuple(errors)
-
-
-def one_line(exc: BaseException) -> str:
-    """`Type: first line of the message`, for one-line error reports."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PIL import Image
 
 from docparse.config import ModelOptions, RasterOptions
 from docparse.document import FinishReason, Generation
 from docparse.engines.base import GREEDY, Answer, GenerationSettings
 from docparse.engines.gguf import GGUFFiles, hub_name, resolve_gguf
-from docparse.engines.looping import MIN_TOKENS, WINDOW, looping_tail
+from docparse.engines.llamacpp_lib import default_threads, library, quiet_logs
+from docparse.engines.local_batches import LocalBatches
+from docparse.engines.looping import loops_after
 from docparse.engines.prompting import render_prompt
 from docparse.errors import EngineError, ModelUnavailableError
 from docparse.prompt import FACTOR
@@ -44,37 +44,6 @@ AUTO_BATCH = 4
 TEXT_ROOM = 256
 # Tokens per llama_decode call while prefilling (llama.cpp's default n_batch).
 N_BATCH = 512
-LOOP_STRIDE = 4
-
-
-def _library() -> tuple[Any, Any]:
-    """llama_cpp and its mtmd bindings, or ModelUnavailableError saying how to install them."""
-    try:
-        import llama_cpp
-        from llama_cpp import mtmd_cpp
-    except (ImportError, OSError) as exc:
-        raise ModelUnavailableError(
-            f"--engine llamacpp needs llama-cpp-python with its mtmd library: pip install 'docparse[llamacpp]' "
-            f"({type(exc).__name__}: {exc})"
-        ) from exc
-    return llama_cpp, mtmd_cpp
-
-
-# The one log callback handed to llama.cpp: its logger is process-wide, so the callback must outlive every engine.
-_LOG_CALLBACK: list[Any] = []
-
-
-def _forward_log(_level: int, text: bytes, _data: Any) -> None:
-    if log.isEnabledFor(logging.DEBUG):
-        log.debug("llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
-
-
-def _quiet_logs(lib: Any, mtmd: Any) -> None:
-    """llama.cpp logs every load to stderr; send it to this module's logger at debug level instead."""
-    if not _LOG_CALLBACK:
-        _LOG_CALLBACK.append(lib.llama_log_callback(_forward_log))
-        lib.llama_log_set(_LOG_CALLBACK[0], ctypes.c_void_p(0))
-        mtmd.mtmd_helper_log_set(_LOG_CALLBACK[0], ctypes.c_void_p(0))
 
 
 class _NoContext(EngineError):
@@ -94,17 +63,21 @@ class _Page:
     reason: FinishReason | None = None
 
 
-class LlamaCppEngine:
-    """A GGUF Qwen2.5-VL in llama.cpp; implements docparse.engines.base.Engine. Build it with `load_llamacpp_engine`."""
+class LlamaCppEngine(LocalBatches):
+    """A GGUF Qwen2.5-VL in llama.cpp; implements docparse.engines.base.Engine. Build it with `load_llamacpp_engine`.
+
+    One call at a time (LocalBatches): a llama.cpp context is not thread-safe, and one call already batches
+    its pages; `batch_size` is --batch-size, or 4 for auto, halved when their context does not fit.
+    """
 
     def __init__(self, options: ModelOptions, files: GGUFFiles, raster: RasterOptions, threads: int) -> None:
         self.options = options
         self.files = files
         self.raster = raster
         self.threads = threads
-        self.lib, self.mtmd = _library()
+        self.lib, self.mtmd = library()
         lib, mtmd = self.lib, self.mtmd
-        _quiet_logs(lib, mtmd)
+        quiet_logs(lib, mtmd)
         lib.llama_backend_init()
         params = lib.llama_model_default_params()
         self.model = lib.llama_model_load_from_file(str(files.model).encode(), params)
@@ -144,16 +117,6 @@ class LlamaCppEngine:
     def model_id(self) -> str:
         """The GGUF repository or file the model came from."""
         return hub_name(self.options.model)
-
-    @property
-    def batch_size(self) -> int:
-        """Pages decoded together in one call: --batch-size, or 4 for auto; halved when their context does not fit."""
-        return self._batch_size
-
-    @property
-    def concurrency(self) -> int:
-        """One call at a time: a llama.cpp context is not thread-safe, and one call already batches its pages."""
-        return 1
 
     # --- the context ---------------------------------------------------------------------------
 
@@ -271,8 +234,7 @@ class LlamaCppEngine:
             except _NoContext:
                 if len(chunk) == 1:
                     raise
-                self._batch_size = max(1, len(chunk) // 2)  # kept for later calls, as the transformers engine does
-                log.info("no llama.cpp context for %d pages at once: batch size now %d", len(chunk), self._batch_size)
+                self._halve(len(chunk), log, "no llama.cpp context for %d pages at once")
         return answers
 
     def _generate_chunk(self, images: Sequence[Image.Image], settings: GenerationSettings) -> list[Answer]:
@@ -314,7 +276,7 @@ class LlamaCppEngine:
             return
         page.ids.append(token)
         n = len(page.ids)
-        if loops and n >= MIN_TOKENS and n % LOOP_STRIDE == 0 and looping_tail(np.asarray(page.ids[-WINDOW:])):
+        if loops and loops_after(page.ids, n):
             page.reason = "repetition"
         elif n >= page.max_new:
             page.reason = "length"
@@ -381,17 +343,9 @@ class LlamaCppEngine:
         self.model = None
 
 
-def default_threads() -> int:
-    """Threads for llama.cpp: the cores this process may use (physical and logical alike)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS
-        return max(1, os.cpu_count() or 1)
-
-
 def load_llamacpp_engine(options: ModelOptions, raster: RasterOptions) -> LlamaCppEngine:
     """Find (or download) the GGUF files `options` name and load them; ModelUnavailableError when they cannot be had."""
-    _library()  # a missing library is reported before anything is downloaded
+    library()  # a missing library is reported before anything is downloaded
     files = resolve_gguf(options.model, options.mmproj, options.quant, options.revision)
     return LlamaCppEngine(options, files, raster, options.threads or default_threads())
 

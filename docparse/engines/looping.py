@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 # A sequence is looping when its last tokens are one unit of at most MAX_PERIOD tokens repeated
@@ -15,6 +17,9 @@ MIN_COPIES = 8
 MIN_TOKENS = 160
 # The tail looked at, in tokens (enough for MIN_COPIES copies of the longest unit).
 WINDOW = MAX_PERIOD * MIN_COPIES
+# A loop is looked for at every STRIDE-th generated token from MIN_TOKENS on, in every engine, so that
+# all of them cut a looping answer at the same token.
+STRIDE = 4
 
 
 def looping_tail(
@@ -30,3 +35,13 @@ def looping_tail(
         if np.array_equal(tail[period:], tail[:-period]):
             return True
     return False
+
+
+def check_due(generated: int, stride: int = STRIDE) -> bool:
+    """Whether a loop is looked for once `generated` tokens are out: at every `stride`-th from MIN_TOKENS on."""
+    return generated >= MIN_TOKENS and generated % stride == 0
+
+
+def loops_after(ids: Sequence[int], n: int) -> bool:
+    """Whether the first `n` generated `ids` end in a loop, looked for only where `check_due(n)` says so."""
+    return check_due(n) and looping_tail(np.asarray(ids[max(0, n - WINDOW) : n], dtype=np.int64))

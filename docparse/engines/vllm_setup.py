@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from docparse.config import ModelOptions, RasterOptions, VllmOptions
+from docparse.engines.device import resolve_dtype
+from docparse.engines.memory import kv_bytes_per_token
+from docparse.engines.tokens import end_ids
 from docparse.prompt import FACTOR
 
 # Pages in flight at once: vLLM batches them continuously; a GPU keeps far more busy than a CPU.
@@ -30,49 +33,27 @@ class Sizing:
     kv_bytes: int | None
 
 
-def one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[-1] if lines else ''}".rstrip(": ")
-
-
 def checkpoint_config(folder: Path) -> dict[str, Any]:
     return dict(json.loads((folder / "config.json").read_text(encoding="utf-8")))
 
 
-def kv_bytes_per_token(config: dict[str, Any], dtype_bytes: int) -> int:
-    """KV-cache bytes one token takes in the language model: 2 x layers x KV heads x head size x dtype bytes."""
-    text = config.get("text_config") or config
-    heads = int(text["num_attention_heads"])
-    kv_heads = int(text.get("num_key_value_heads") or heads)
-    head_dim = int(text.get("head_dim") or int(text["hidden_size"]) // heads)
-    return 2 * int(text["num_hidden_layers"]) * kv_heads * head_dim * dtype_bytes
+def generation_field(folder: Path, key: str) -> Any:
+    """One field of the checkpoint's generation_config.json; None when the file or the field is missing or bad."""
+    try:
+        return json.loads((folder / "generation_config.json").read_text(encoding="utf-8")).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def repetition_penalty(folder: Path) -> float:
     """The checkpoint's own repetition penalty (1.05 in Qwen's releases), kept as the transformers engine keeps it."""
-    try:
-        value = json.loads((folder / "generation_config.json").read_text(encoding="utf-8")).get("repetition_penalty")
-    except (OSError, ValueError, AttributeError):
-        return 1.0
+    value = generation_field(folder, "repetition_penalty")
     return float(value) if isinstance(value, int | float) else 1.0
 
 
 def eos_ids(folder: Path, tokenizer: Any) -> list[int]:
     """End-of-sequence ids: generation_config.json's, plus <|im_end|> and the tokenizer's eos (as the local engine)."""
-    ids: list[int] = []
-    try:
-        configured = json.loads((folder / "generation_config.json").read_text(encoding="utf-8")).get("eos_token_id")
-    except (OSError, ValueError, AttributeError):
-        configured = None
-    if isinstance(configured, int):
-        ids.append(configured)
-    elif isinstance(configured, list):
-        ids.extend(int(i) for i in configured)
-    for token in ("<|im_end|>", getattr(tokenizer, "eos_token", None)):
-        token_id = tokenizer.convert_tokens_to_ids(token) if token else None
-        if isinstance(token_id, int) and token_id not in ids:
-            ids.append(token_id)
-    return ids
+    return end_ids(generation_field(folder, "eos_token_id"), tokenizer)
 
 
 def engine_args(
@@ -113,7 +94,7 @@ def engine_args(
             import psutil
 
             itemsize = {"float32": 4, "float16": 2, "bfloat16": 2}.get(dtype, 4)
-            want = kv_bytes_per_token(config, itemsize) * max_len * in_flight
+            want = kv_bytes_per_token(text, itemsize) * max_len * in_flight
             cap = int(psutil.virtual_memory().available * CPU_KV_SHARE)
             kwargs["kv_cache_memory_bytes"] = max(min(want, cap), 16 * 2**20)
     return kwargs
@@ -123,8 +104,6 @@ def vllm_dtype(options: ModelOptions, device: str) -> str:
     """vLLM's dtype: --dtype, or for auto what the transformers engine picks on this device."""
     if options.dtype != "auto":
         return options.dtype
-    from docparse.engines.transformers import resolve_dtype
-
     return str(resolve_dtype("auto", device)).removeprefix("torch.")
 
 
