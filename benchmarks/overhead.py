@@ -54,7 +54,7 @@ def non_model_stages(engine: Any, pages_per_pdf: int) -> tuple[dict[str, list[fl
     from docparse.document import Document
     from docparse.errors import DocparseError
     from docparse.inputs.rasterize import open_input
-    from docparse.run.page import build_page
+    from docparse.run.build import build_page
     from docparse.writers import write
 
     answers = [p.read_text(encoding="utf-8") for p in sorted((SHARED / "qwenvl").glob("*.html"))]

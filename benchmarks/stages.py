@@ -29,7 +29,7 @@ from docparse.document import Document
 from docparse.engines.device import resolve_dtype
 from docparse.engines.transformers import TransformersEngine, load_engine
 from docparse.inputs.rasterize import open_input
-from docparse.run.page import build_page
+from docparse.run.build import build_page
 from docparse.writers import write
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,10 +13,10 @@ from docparse.config import AssembleOptions, ConvertOptions
 from docparse.document import Document, Generation, JSONValue, Page, SchemaError, Unit
 from docparse.engines.base import Engine
 from docparse.errors import InputError
+from docparse.run.build import build_page, on_displayed_page, turned_size
 from docparse.run.cache import PageCache
 from docparse.run.events import FileDone, PageDone, Progress
 from docparse.run.keepraw import ReplayEngine
-from docparse.run.page import build_page, on_displayed_page, turned_size
 from docparse.run.rawfiles import RawPage, load_raw, read_given
 from docparse.run.recover import Budget, recover_page
 from docparse.run.scheduler import run_batch

@@ -11,7 +11,7 @@ import pytest
 from docparse.cli.app import main
 from docparse.reader.qwenvl import read_answer
 from docparse.reader.repetition import collapse_blocks, collapse_text, is_degenerate
-from docparse.run.page import build_page
+from docparse.run.build import build_page
 from tests.paths import DATA, QWENVL_FIXTURES
 
 FIXTURE_02 = DATA / "qwenvl" / "02-cookbook-qwen25-techreport-truncated-1024tok.html"

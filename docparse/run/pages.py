@@ -30,9 +30,9 @@ from docparse.inputs.tallpage import is_tall
 from docparse.inputs.textlayer import TextLayer
 from docparse.layer.agreement import check_document, fallback_page
 from docparse.run.answers import AnswerStore, CacheMiss, PageEngine, RecordingStore
+from docparse.run.build import first_try, page_from_answer, page_from_bands
 from docparse.run.cache import PageCache, RasterInfo, answer_key, page_prefix, raster_key, request_settings
 from docparse.run.events import Event, FileDone, FileStarted, PageDone
-from docparse.run.page import first_try, page_from_answer, page_from_bands
 from docparse.run.status import blank_page, failed_page, unrendered_page
 from docparse.version import __version__
 

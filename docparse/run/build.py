@@ -1,4 +1,4 @@
-"""One page's logic: an answer read into a Page, retried (or read in bands), turned back onto the displayed page."""
+"""Answers built into a Page: an answer read, retried (or read in bands), turned back onto the displayed page."""
 
 from __future__ import annotations
 
