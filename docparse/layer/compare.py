@@ -9,22 +9,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Literal, assert_never
 
-from docparse.document import (
-    Block,
-    Chart,
-    Chemistry,
-    Code,
-    Figure,
-    Formula,
-    Heading,
-    ListBlock,
-    Music,
-    Other,
-    Paragraph,
-    Table,
-    block_text,
-    plain_text,
-)
+from docparse import document as doc
+from docparse.document import Block, block_text, plain_text
 from docparse.layer.textnorm import formula_chars, tokens
 
 # How a block is compared with the layer: "text", its tokens (Dice); "formula", its characters (Dice);
@@ -37,15 +23,15 @@ def comparison(block: Block) -> tuple[Compared, str]:
     """How the block is compared with the layer, and the text compared; a block type added must be given
     its case here (mypy names this match when one is missing)."""
     match block:
-        case Heading() | Paragraph() | ListBlock() | Table() | Code() | Other():
+        case doc.Heading() | doc.Paragraph() | doc.ListBlock() | doc.Table() | doc.Code() | doc.Other():
             return "text", block_text(block)
-        case Formula(latex=latex):
+        case doc.Formula(latex=latex):
             return "formula", latex
         # A picture's data table and the text read inside it come off the drawing, which the layer may not
         # hold (a raster, a plot): only its caption is a witness's matter.
-        case Figure(caption=caption) | Chart(caption=caption):
+        case doc.Figure(caption=caption) | doc.Chart(caption=caption):
             return "caption", plain_text(caption)
-        case Chemistry() | Music():  # SMILES and ABC: nothing in a text layer to compare them with
+        case doc.Chemistry() | doc.Music():  # SMILES and ABC: nothing in a text layer to compare them with
             return "none", ""
         case _:
             assert_never(block)

@@ -10,24 +10,14 @@ from typing import TypeVar, assert_never
 
 import numpy as np
 
+from docparse import document as doc
 from docparse.document import (
     Block,
     Cell,
-    Chart,
-    Chemistry,
-    Code,
-    Figure,
-    Formula,
-    Heading,
     Inline,
     Inlines,
-    LineBreak,
-    Link,
     ListBlock,
     ListItem,
-    Math,
-    Music,
-    Other,
     Paragraph,
     Styled,
     Table,
@@ -167,16 +157,16 @@ def _collapse_inlines(items: Inlines) -> tuple[Inlines, int]:
     dropped = 0
     for item in items:
         match item:
-            case Text(text=raw):
+            case doc.Text(text=raw):
                 text, n = collapse_text(raw)
                 dropped += n
                 if text:
                     out.append(Text(text))
-            case Styled(style=style, children=inner):
+            case doc.Styled(style=style, children=inner):
                 children, n = _collapse_inlines(inner)
                 dropped += n
                 out.append(Styled(style, children))
-            case Math() | Link() | LineBreak():
+            case doc.Math() | doc.Link() | doc.LineBreak():
                 out.append(item)
             case _:
                 assert_never(item)
@@ -237,19 +227,19 @@ def _collapse_block(block: Block) -> tuple[Block, int]:
     """The block with the repetition inside it cut, and how many items or characters went; a block
     type added must be given its case here (mypy names this match when one is missing)."""
     match block:
-        case Heading() | Paragraph() | Other():
+        case doc.Heading() | doc.Paragraph() | doc.Other():
             content, n = _collapse_inlines(block.content)
             return dataclasses.replace(block, content=content), n
-        case Table():
+        case doc.Table():
             return _collapse_table(block)
-        case ListBlock():
+        case doc.ListBlock():
             return _collapse_list(block)
-        case Chart(table=Table() as table):
+        case doc.Chart(table=doc.Table() as table):
             collapsed, n = _collapse_table(table)
             return dataclasses.replace(block, table=collapsed), n
         # Left as the model wrote them: a chart without a table, a picture's caption and inner text,
         # LaTeX, SMILES, ABC and code (a loop in code or notation may be the content itself).
-        case Chart() | Figure() | Formula() | Chemistry() | Music() | Code():
+        case doc.Chart() | doc.Figure() | doc.Formula() | doc.Chemistry() | doc.Music() | doc.Code():
             return block, 0
         case _:
             assert_never(block)
