@@ -151,14 +151,14 @@ class _Cropper:
         return Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
 
     def _crop_image(self, page: Page, box: Any) -> Image.Image | None:
-        from docparse.inputs.rasterize import _to_rgb
+        from docparse.inputs.rasterize import to_rgb
 
         assert self._image is not None
         try:
             self._image.seek(page.number - 1)
         except (EOFError, ValueError):
             return None
-        frame = _to_rgb(ImageOps.exif_transpose(self._image.copy()))
+        frame = to_rgb(ImageOps.exif_transpose(self._image.copy()))
         sx, sy = frame.width / float(page.width or 1), frame.height / float(page.height or 1)
         left, top = max(0, round(box.x0 * sx)), max(0, round(box.y0 * sy))
         right, bottom = min(frame.width, round(box.x1 * sx)), min(frame.height, round(box.y1 * sy))

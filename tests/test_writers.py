@@ -18,6 +18,7 @@ from markdown_it import MarkdownIt
 
 from docparse.config import WriteOptions
 from docparse.document import (
+    BLOCK_TYPES,
     SCHEMA_VERSION,
     Block,
     Box,
@@ -385,7 +386,11 @@ def test_schema_declares_its_version_and_covers_the_model() -> None:
     assert schema["properties"]["schema_version"] == {"const": SCHEMA_VERSION}
     defs = schema["$defs"]
     block_names = {block_type_name(b) for p in FULL.pages for b in p.blocks}
-    assert set(defs["block"]["properties"]["type"]["enum"]) == block_names
+    # Every block type has its schema entry, and FULL holds one block of each.
+    assert set(defs["block"]["properties"]["type"]["enum"]) == block_names == set(BLOCK_TYPES)
+    shapes = {branch["if"]["properties"]["type"]["const"]: branch["then"]["$ref"] for branch in defs["block"]["allOf"]}
+    assert shapes == {name: f"#/$defs/block_{name}" for name in BLOCK_TYPES}
+    assert all(f"block_{name}" in defs for name in BLOCK_TYPES)
     assert set(defs["inline_styled"]["properties"]["style"]["enum"]) == set(get_args(Style))
     assert set(defs["role"]["enum"]) == set(get_args(Role))
     assert set(defs["page"]["properties"]["status"]["enum"]) == set(get_args(PageStatus))

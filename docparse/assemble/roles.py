@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import assert_never
 
-from docparse.assemble.common import text_of, with_role
-from docparse.document import Block, Box, Chart, Figure, Heading, Inlines, Other, Page, Paragraph, Styled, Table, Text
+from docparse import document as doc
+from docparse.assemble.common import prose, text_of, with_role
+from docparse.document import Block, Box, Heading, Inlines, Other, Page, Paragraph, Styled, Text
 
 # The bands where running headers, footers and page numbers live, as fractions of the page height:
 # a block whose box lies wholly above TOP_BAND, or wholly below BOTTOM_BAND. LaTeX's default
@@ -51,8 +53,8 @@ def _centre(page: Page, box: Box) -> float:
 def _furniture_key(block: Block) -> str | None:
     """What a block is compared by across pages: its text lowercased, spaces collapsed, dot leaders
     and (for anything but a heading) every run of digits made one symbol, so "Page 2" and "Page 3"
-    match. None for a block that cannot be furniture."""
-    if not isinstance(block, Heading | Paragraph | Other):
+    match. None for a block that cannot be furniture (one that is not prose)."""
+    if prose(block) is None:
         return None
     text = _LEADERS.sub(" ", text_of(block)).strip().lower()
     if not text or len(text) > FURNITURE_MAX_CHARS:
@@ -62,11 +64,17 @@ def _furniture_key(block: Block) -> str | None:
     return _SPACES.sub(" ", text)
 
 
+def _body_text(block: Block) -> Paragraph | Other | None:
+    """The block when it is prose but not a heading: what may be a page number or a footnote."""
+    text = prose(block)
+    return None if text is None or isinstance(text, Heading) else text
+
+
 def _is_page_number(page: Page, blocks: Sequence[Block], block: Block) -> bool:
     """A lone page number ("7", "- 7 -", "Page 7 of 9", "vii") that nothing on the page lies beyond."""
     box = block.box
     band = _band(page, box)
-    if box is None or band is None or not isinstance(block, Paragraph | Other):
+    if box is None or band is None or _body_text(block) is None:
         return False
     if not _PAGE_NUMBER.match(_LEADERS.sub(" ", text_of(block))):
         return False
@@ -120,11 +128,11 @@ def mark_footnotes(pages: Sequence[Page], blocks: list[list[Block]]) -> None:
         candidates = [
             i
             for i, b in enumerate(page_blocks)
-            if isinstance(b, Paragraph | Other)
+            if (text := _body_text(b)) is not None
             and b.role == "body"
             and b.box is not None
             and b.box.y0 >= FOOTNOTE_ZONE * page.height
-            and _starts_with_mark(b.content)
+            and _starts_with_mark(text.content)
         ]
         for i in candidates:
             box = page_blocks[i].box
@@ -152,6 +160,27 @@ def _starts_with_mark(content: Inlines) -> bool:
     return False
 
 
+def _takes_caption(block: Block) -> bool:
+    """Whether a caption beside the block is its caption; a block type added must be given its case here
+    (mypy names this match when one is missing)."""
+    match block:
+        case doc.Table() | doc.Figure() | doc.Chart():
+            return True
+        case (
+            doc.Heading()
+            | doc.Paragraph()
+            | doc.ListBlock()
+            | doc.Formula()
+            | doc.Chemistry()
+            | doc.Music()
+            | doc.Code()
+            | doc.Other()
+        ):
+            return False
+        case _:
+            assert_never(block)
+
+
 def mark_captions(blocks: list[list[Block]]) -> None:
     """A paragraph right before or after a table, figure or chart on the same page, that starts like
     a caption ("Table 3", "Fig. 2", "[표 1]"), becomes role "caption"."""
@@ -160,5 +189,5 @@ def mark_captions(blocks: list[list[Block]]) -> None:
             if not isinstance(block, Paragraph) or block.role != "body" or not _CAPTION.match(text_of(block)):
                 continue
             neighbours = [page_blocks[j] for j in (i - 1, i + 1) if 0 <= j < len(page_blocks)]
-            if any(isinstance(n, Table | Figure | Chart) for n in neighbours):
+            if any(_takes_caption(n) for n in neighbours):
                 page_blocks[i] = with_role(block, "caption")

@@ -290,7 +290,7 @@ def _render_image_frame(img: Image.Image, number: int, options: RasterOptions, s
         frame = ImageOps.exif_transpose(img.copy())
     except (OSError, EOFError, ValueError) as exc:
         raise InputError(f"{source}: frame {number} cannot be read ({_short(exc)})") from None
-    rgb = _to_rgb(frame)
+    rgb = to_rgb(frame)
     w, h = rgb.size
     tw, th = target_size(w, h, "px", options)
     if (tw, th) != (w, h):
@@ -299,7 +299,8 @@ def _render_image_frame(img: Image.Image, number: int, options: RasterOptions, s
     return _prepared(PageImage(source, number, rgb, float(w), float(h), "px", 0), [])
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
+    """The image in RGB: transparency flattened onto white, 16-bit and float greyscale stretched to 8 bits."""
     if img.mode == "RGB":
         return img
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -50,21 +49,15 @@ from typing import TYPE_CHECKING
 from docparse.document import (
     Block,
     Box,
-    Chart,
-    Chemistry,
     Document,
-    Figure,
-    Formula,
     LayerCheck,
     LayerLine,
-    Music,
     Page,
     Paragraph,
     Text,
-    block_text,
-    plain_text,
 )
-from docparse.layer.textnorm import HYPHENS, formula_chars, join_lines, tokens
+from docparse.layer.compare import Compared, comparison, match_layer, score, weight
+from docparse.layer.textnorm import HYPHENS, join_lines, tokens
 
 if TYPE_CHECKING:
     from docparse.inputs.textlayer import TextLayer
@@ -116,9 +109,6 @@ def _layer_tokens(layer: TextLayer) -> list[_Token]:
 
 # --- the check -------------------------------------------------------------------------------
 
-_PICTURES = (Figure, Chart)
-_NOT_TEXT = (Chemistry, Music)
-
 
 @dataclass(slots=True)
 class _PageState:
@@ -140,56 +130,14 @@ class _PageState:
         return sorted(k for k in self.order[lo:hi] if x0 <= self.tokens[k].x <= x1)
 
 
+def _texts(found: Sequence[tuple[_PageState, int]]) -> list[str]:
+    return [state.tokens[k].text for state, k in found]
+
+
 def _regions(page: Page, block: Block) -> list[tuple[int, Box]]:
     if block.parts:
         return [(p.page, p.box) for p in block.parts if p.box is not None]
     return [(page.number, block.box)] if block.box is not None else []
-
-
-def _match(block: Block, under: list[tuple[_PageState, int]]) -> tuple[int, list[tuple[_PageState, int]]]:
-    """(the size of the block's text in comparison units, the layer tokens under it that its text matches)."""
-    if isinstance(block, _NOT_TEXT):
-        return 0, []
-    # A picture's data table and the text read inside it come off the drawing, which the layer may not
-    # hold (a raster, a plot): only its caption is a witness's matter.
-    text = plain_text(block.caption) if isinstance(block, _PICTURES) else block_text(block)
-    matched = []
-    if isinstance(block, Formula):
-        mine: Counter[str] = Counter(formula_chars(text))
-        size = sum(mine.values())
-        for state, k in under:
-            chars = Counter(formula_chars(state.tokens[k].text))
-            if chars and all(mine[c] >= n for c, n in chars.items()):
-                mine.subtract(chars)
-                matched.append((state, k))
-        return size, matched
-    bag = Counter(tokens(text))
-    size = sum(bag.values())
-    for state, k in under:
-        value = state.tokens[k].text
-        if bag[value] > 0:
-            bag[value] -= 1
-            matched.append((state, k))
-    return size, matched
-
-
-def _weight(block: Block, layer_tokens: list[tuple[_PageState, int]]) -> int:
-    """The size of layer tokens in the block's comparison units (characters for a formula, else tokens)."""
-    if isinstance(block, Formula):
-        return sum(len(formula_chars(state.tokens[k].text)) for state, k in layer_tokens)
-    return len(layer_tokens)
-
-
-def _score(block: Block, size: int, matched: list[tuple[_PageState, int]], free: int) -> float | None:
-    """Agreement from the size of the block's text, the layer tokens it matched, and the size of the layer
-    under it that no other block matched (`free`): Dice for text, precision for a picture's caption."""
-    if isinstance(block, _NOT_TEXT):
-        return None
-    hit = _weight(block, matched)
-    if isinstance(block, _PICTURES):
-        return round(hit / size, 3) if size else None
-    total = size + free
-    return round(2 * hit / total, 3) if total else None
 
 
 def check_document(doc: Document, layers: Mapping[int, TextLayer | None], *, snap: bool = False) -> Document:
@@ -213,24 +161,26 @@ def check_document(doc: Document, layers: Mapping[int, TextLayer | None], *, sna
         return doc
     # First what each block matches, then each block's score: layer tokens under its box that another
     # block matched (overlapping boxes) do not count against it.
-    found: list[tuple[Page, int, Block, list[tuple[_PageState, int]], list[tuple[_PageState, int]], int]] = []
+    found: list[tuple[Page, int, Block, Compared, list[tuple[_PageState, int]], list[tuple[_PageState, int]], int]] = []
     matched_by: dict[tuple[int, int], set[tuple[int, int]]] = {}
     for page in doc.pages:
         for position, block in enumerate(page.blocks):
             regions = [(states[n], box) for n, box in _regions(page, block) if n in states]
             if not regions:
                 continue
-            picture = isinstance(block, _PICTURES)
+            compared, text = comparison(block)
+            picture = compared == "caption"
             under = [(state, k) for state, box in regions for k in state.under(box)]
             near = [(state, k) for state, box in regions for k in state.under(box, CAPTION_PT)] if picture else under
-            size, matched = _match(block, near)
-            found.append((page, position, block, under, matched, size))
+            size, hits = match_layer(compared, text, _texts(near))
+            matched = [near[i] for i in hits]
+            found.append((page, position, block, compared, under, matched, size))
             for state, k in (*under, *matched) if picture else matched:
                 state.held[k] = True
                 matched_by.setdefault((state.page.number, k), set()).add((page.number, position))
     scores: dict[tuple[int, int], float | None] = {}
     snapped: dict[tuple[int, int], Block] = {}
-    for page, position, block, under, matched, size in found:
+    for page, position, block, compared, under, matched, size in found:
         me = (page.number, position)
         mine = {(state.page.number, k) for state, k in matched}
         # A layer token under the box that this block did not match but another did is that block's.
@@ -239,10 +189,10 @@ def check_document(doc: Document, layers: Mapping[int, TextLayer | None], *, sna
             for state, k in under
             if (state.page.number, k) in mine or (state.page.number, k) not in matched_by
         ]
-        scores[me] = _score(block, size, matched, _weight(block, free))
+        scores[me] = score(compared, size, weight(compared, _texts(matched)), weight(compared, _texts(free)))
         # Snapped to the words only this block matched (a word another block's text also has stays theirs).
         alone = [(state, k) for state, k in matched if len(matched_by[(state.page.number, k)]) == 1]
-        if snap and alone and not isinstance(block, _PICTURES):
+        if snap and alone and compared != "caption":
             snapped[me] = _snapped(block, page, alone)
     pages = []
     for page in doc.pages:

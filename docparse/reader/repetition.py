@@ -6,20 +6,18 @@ import dataclasses
 import re
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, assert_never
 
 import numpy as np
 
+from docparse import document as doc
 from docparse.document import (
     Block,
     Cell,
-    Chart,
-    Heading,
     Inline,
     Inlines,
     ListBlock,
     ListItem,
-    Other,
     Paragraph,
     Styled,
     Table,
@@ -158,17 +156,20 @@ def _collapse_inlines(items: Inlines) -> tuple[Inlines, int]:
     out: list[Inline] = []
     dropped = 0
     for item in items:
-        if isinstance(item, Text):
-            text, n = collapse_text(item.text)
-            dropped += n
-            if text:
-                out.append(Text(text))
-        elif isinstance(item, Styled):
-            children, n = _collapse_inlines(item.children)
-            dropped += n
-            out.append(Styled(item.style, children))
-        else:
-            out.append(item)
+        match item:
+            case doc.Text(text=raw):
+                text, n = collapse_text(raw)
+                dropped += n
+                if text:
+                    out.append(Text(text))
+            case doc.Styled(style=style, children=inner):
+                children, n = _collapse_inlines(inner)
+                dropped += n
+                out.append(Styled(style, children))
+            case doc.Math() | doc.Link() | doc.LineBreak():
+                out.append(item)
+            case _:
+                assert_never(item)
     # Whole inline items repeating (e.g. a styled phrase looping).
     collapsed, n = collapse_sequence(out, repr, max_period=MAX_BLOCK_PERIOD, min_copies=MIN_COPIES)
     return tuple(collapsed), dropped + n
@@ -223,17 +224,25 @@ def _collapse_list(block: ListBlock) -> tuple[ListBlock, int]:
 
 
 def _collapse_block(block: Block) -> tuple[Block, int]:
-    if isinstance(block, Heading | Paragraph | Other):
-        content, n = _collapse_inlines(block.content)
-        return dataclasses.replace(block, content=content), n
-    if isinstance(block, Table):
-        return _collapse_table(block)
-    if isinstance(block, ListBlock):
-        return _collapse_list(block)
-    if isinstance(block, Chart) and block.table is not None:
-        table, n = _collapse_table(block.table)
-        return dataclasses.replace(block, table=table), n
-    return block, 0
+    """The block with the repetition inside it cut, and how many items or characters went; a block
+    type added must be given its case here (mypy names this match when one is missing)."""
+    match block:
+        case doc.Heading() | doc.Paragraph() | doc.Other():
+            content, n = _collapse_inlines(block.content)
+            return dataclasses.replace(block, content=content), n
+        case doc.Table():
+            return _collapse_table(block)
+        case doc.ListBlock():
+            return _collapse_list(block)
+        case doc.Chart(table=doc.Table() as table):
+            collapsed, n = _collapse_table(table)
+            return dataclasses.replace(block, table=collapsed), n
+        # Left as the model wrote them: a chart without a table, a picture's caption and inner text,
+        # LaTeX, SMILES, ABC and code (a loop in code or notation may be the content itself).
+        case doc.Chart() | doc.Figure() | doc.Formula() | doc.Chemistry() | doc.Music() | doc.Code():
+            return block, 0
+        case _:
+            assert_never(block)
 
 
 def _block_key(block: Block) -> Hashable:
