@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import assert_never
+
 from docparse.config import ConvertOptions
 from docparse.engines.base import Engine
 
@@ -15,18 +17,22 @@ def open_engine(options: ConvertOptions) -> Engine:
     model or server cannot be had, UsageError for settings that cannot work. Heavy imports happen here,
     not at module import.
     """
-    if options.engine == "llamacpp":
-        from docparse.engines.llamacpp import load_llamacpp_engine
+    match options.engine:
+        case "llamacpp":
+            from docparse.engines.llamacpp import load_llamacpp_engine
 
-        return load_llamacpp_engine(options.model, options.raster)
-    if options.engine == "openai":
-        from docparse.engines.openai import open_openai_engine
+            return load_llamacpp_engine(options.model, options.raster)
+        case "openai":
+            from docparse.engines.openai import open_openai_engine
 
-        return open_openai_engine(options.model, options.server, options.raster)
-    if options.engine == "vllm":
-        from docparse.engines.vllm import open_vllm_engine
+            return open_openai_engine(options.model, options.server, options.raster)
+        case "vllm":
+            from docparse.engines.vllm import open_vllm_engine
 
-        return open_vllm_engine(options.model, options.vllm, options.raster)
-    from docparse.engines.transformers import load_engine
+            return open_vllm_engine(options.model, options.vllm, options.raster)
+        case "transformers" | "auto":  # `auto` is resolved when the options are made; transformers, as ever
+            from docparse.engines.transformers import load_engine
 
-    return load_engine(options.model, options.raster.max_pixels)
+            return load_engine(options.model, options.raster.max_pixels)
+        case _:
+            assert_never(options.engine)

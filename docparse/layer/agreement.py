@@ -56,6 +56,7 @@ from docparse.document import (
     Paragraph,
     Text,
 )
+from docparse.document.boxes import scaled
 from docparse.layer.compare import Compared, comparison, match_layer, score, weight
 from docparse.layer.textnorm import HYPHENS, join_lines, tokens
 
@@ -276,8 +277,7 @@ def fallback_page(page: Page, layer: TextLayer | None) -> Page:
         text = join_lines(line.text for line in lines)
         box = _union(line.box for line in lines)
         if text and box is not None:
-            scaled = Box(box.x0 * sx, box.y0 * sy, box.x1 * sx, box.y1 * sy)
-            blocks.append(Paragraph(content=(Text(text),), box=scaled, raw_class="text-layer"))
+            blocks.append(Paragraph(content=(Text(text),), box=scaled(box, sx, sy), raw_class="text-layer"))
     note = (
         f"the model's answer was {page.status}; the page's blocks come from the PDF's text layer "
         "(--fallback text-layer)"
@@ -305,7 +305,7 @@ def layer_warnings(doc: Document, min_coverage: float | None = None) -> list[str
     floor = LOW_COVERAGE if min_coverage is None else min_coverage
     out = []
     for page in doc.pages:
-        if page.layer is None or page.status == "failed":  # a failed page has its error already
+        if page.layer is None or page.failed:  # a failed page has its error already
             continue
         low = low_blocks(page)
         if page.layer.coverage < floor or low:

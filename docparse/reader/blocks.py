@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from docparse.document import Block, Box, Chart, Chemistry, Code, Figure, Formula, Heading, Music, Other, Paragraph
 from docparse.reader.context import ReadContext
@@ -114,36 +115,42 @@ class BlockReader:
             out.append(Other(content=content, box=f.box, raw_class=f.raw_class))
 
     def _block(self, el: El, kind: BlockKind) -> list[Block]:
-        """The blocks one element makes (usually one; none when it carries nothing)."""
-        if kind == "list":
-            lst = read_list(el, self.ctx, 0)
-            return [lst] if lst is not None else []
-        if kind == "table":
-            table = read_table(el, self.ctx)
-            return [table] if table is not None else []
+        """The blocks one element makes (usually one; none when it carries nothing). A match over every
+        kind, so mypy names this place when a kind is added."""
         raw = raw_class_of(el)
-        if kind in ("heading", "paragraph", "leaf"):
-            content = element_inlines(el)
-            if not content:
-                return self._pictures_in(el) if kind != "heading" else []
-            box = self.ctx.box(el)
-            if kind == "heading":
-                return [Heading(level=HEADINGS[tag_name(el)], content=content, box=box, raw_class=raw)]
-            cls = Paragraph if kind == "paragraph" else Other
-            return [cls(content=content, box=box, raw_class=raw)]
-        box = self.ctx.box(el)
-        if kind == "figure":  # a bare <img>: without a box it carries nothing
-            return [Figure(box=box, raw_class=raw)] if box is not None else []
-        if kind == "image":
-            return [self._figure(el, box, raw)]
-        if kind == "chart":
-            return [self._chart(el, box, raw)]
-        if kind in ("formula", "music", "chemistry"):
-            return self._payload_blocks(el, kind, box, raw)
-        if kind == "code":
-            text = flat_text(pieces_of(el)).rstrip().lstrip("\r\n")
-            return [Code(text=text, language=_language(el), box=box, raw_class=raw)] if text.strip() else []
-        return []
+        match kind:
+            case "list":
+                lst = read_list(el, self.ctx, 0)
+                return [lst] if lst is not None else []
+            case "table":
+                table = read_table(el, self.ctx)
+                return [table] if table is not None else []
+            case "heading" | "paragraph" | "leaf":
+                content = element_inlines(el)
+                if not content:
+                    return self._pictures_in(el) if kind != "heading" else []
+                box = self.ctx.box(el)
+                if kind == "heading":
+                    return [Heading(level=HEADINGS[tag_name(el)], content=content, box=box, raw_class=raw)]
+                cls = Paragraph if kind == "paragraph" else Other
+                return [cls(content=content, box=box, raw_class=raw)]
+            case "figure":  # a bare <img>: without a box it carries nothing
+                box = self.ctx.box(el)
+                return [Figure(box=box, raw_class=raw)] if box is not None else []
+            case "image":
+                return [self._figure(el, self.ctx.box(el), raw)]
+            case "chart":
+                return [self._chart(el, self.ctx.box(el), raw)]
+            case "formula" | "music" | "chemistry":
+                return self._payload_blocks(el, kind, self.ctx.box(el), raw)
+            case "code":
+                text = flat_text(pieces_of(el)).rstrip().lstrip("\r\n")
+                box = self.ctx.box(el)
+                return [Code(text=text, language=_language(el), box=box, raw_class=raw)] if text.strip() else []
+            case "container" | "inline" | "skip":  # walked into, kept in a run of text, or dropped by the caller
+                return []
+            case _:
+                assert_never(kind)
 
     def _pictures_in(self, el: El) -> list[Block]:
         """Figures for the boxed <img> inside an element that has no text of its own."""
