@@ -27,7 +27,7 @@ Attn = Literal["auto", "sdpa", "flash_attention_2", "eager"]
 Images = Literal["files", "embed", "none"]
 # --fallback: what a page the model failed on falls back to (docparse.layer.agreement.fallback_page).
 Fallback = Literal["none", "text-layer"]
-# "auto" is resolved by docparse.engines.choose_engine when the options are built: a record holds a concrete kind.
+# "auto" is resolved by docparse.engines.choice when the options are built: a record holds a concrete kind.
 # --quantize for the transformers engine on a CPU: dynamic int8 of the Linear layers (None: off).
 Quantize = Literal["int8"]
 
@@ -154,7 +154,7 @@ class ConvertOptions:
 
     raster: RasterOptions = RasterOptions()
     model: ModelOptions = ModelOptions()
-    # Which engine answers (docparse.engines.open_engine); `server` is read by --engine openai only.
+    # Which engine answers (docparse.engines.open.open_engine); `server` is read by --engine openai only.
     engine: EngineKind = "transformers"
     server: ServerOptions = ServerOptions()
     vllm: VllmOptions = VllmOptions()

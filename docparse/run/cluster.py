@@ -4,7 +4,7 @@ The driver (this process) opens each input to list its pages and hash it, and re
 page cache every page it can, as the local scheduler does. Every other page is rendered by a Ray
 task on any CPU of the cluster (the task and the actor are in docparse.run.cluster_workers); its
 image stays in the object store and goes straight to an engine actor, which holds whatever
-docparse.engines.open_engine gives (or `engine_factory`) and answers batches through the retry
+docparse.engines.open.open_engine gives (or `engine_factory`) and answers batches through the retry
 ladder (docparse.run.pages.answer_pages). The driver hands each call the answers its cache
 already holds for those pages and stores the new ones the call returns, so the cache stays with
 the driver and is keyed as in a local run. Pages are batched in input order, as locally (the
