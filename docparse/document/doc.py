@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from docparse.document.blocks import JSONValue
-from docparse.document.json import SchemaError, _encode, page_from_json, page_to_json
+from docparse.document.json import SchemaError, encoded, page_from_json, page_to_json
 from docparse.document.page import Page
 
 SCHEMA_VERSION = "1.3"
@@ -50,7 +50,7 @@ def document_to_json(doc: Document) -> dict[str, JSONValue]:
         "schema_version": doc.schema_version,
         "source": doc.source,
         "title": doc.title,
-        "metadata": _encode(doc.metadata),
+        "metadata": encoded(doc.metadata),
         "pages": [page_to_json(p, sizes) for p in doc.pages],
     }
 

@@ -82,7 +82,7 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(dict.fromkeys(name for name in ordered if name in names))
 
 
-def _encode(value: Any) -> JSONValue:
+def encoded(value: Any) -> JSONValue:
     """Dataclass fields to JSON values; inline tuples become inline lists.
 
     Blocks met here are nested in another block (a chart's table, a sub-list): they are written
@@ -95,12 +95,12 @@ def _encode(value: Any) -> JSONValue:
         return inline_to_json(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
-            name: _encode(getattr(value, name)) for name in _field_names(type(value)) if name not in _TOP_LEVEL_ONLY
+            name: encoded(getattr(value, name)) for name in _field_names(type(value)) if name not in _TOP_LEVEL_ONLY
         }
     if isinstance(value, tuple | list):
-        return [_encode(v) for v in value]
+        return [encoded(v) for v in value]
     if isinstance(value, Mapping):
-        return {str(k): _encode(v) for k, v in value.items()}
+        return {str(k): encoded(v) for k, v in value.items()}
     if value is None or isinstance(value, str | int | float | bool):
         return value
     raise TypeError(f"cannot encode {type(value).__name__}")
@@ -130,7 +130,7 @@ def block_to_json(
     """One top-level block. `page` (the page it sits on) and `sizes` (page number -> width, height, for
     the pages its parts came from) give the normalised boxes; without them those are null. `agreement`:
     its agreement with the text layer (None: not checked)."""
-    body = _encode(block)
+    body = encoded(block)
     assert isinstance(body, dict)
     out: dict[str, JSONValue] = {"type": block_type_name(block)}
     out.update(body)
@@ -141,7 +141,7 @@ def block_to_json(
     out["parts"] = [
         {
             "page": part.page,
-            "box": _encode(part.box),
+            "box": encoded(part.box),
             "box_norm": box_norm(part.box, *sizes.get(part.page, (None, None))),
         }
         for part in block.parts
@@ -160,11 +160,11 @@ def page_to_json(page: Page, sizes: PageSizes | None = None) -> dict[str, JSONVa
         "image_size": list(page.image_size) if page.image_size else None,
         "status": page.status,
         "warnings": list(page.warnings),
-        "generation": _encode(page.generation),
+        "generation": encoded(page.generation),
         "attempts": page.attempts,
         "rotation": page.rotation,
         "layer_coverage": page.layer.coverage if page.layer else None,
-        "layer_missing": [{"text": m.text, "box": _encode(m.box)} for m in page.layer.missing] if page.layer else None,
+        "layer_missing": [{"text": m.text, "box": encoded(m.box)} for m in page.layer.missing] if page.layer else None,
         "blocks": [block_to_json(b, page, sizes, _agreement(page, i)) for i, b in enumerate(page.blocks)],
     }
 
