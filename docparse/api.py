@@ -12,6 +12,7 @@ from typing import Any, Literal, Unpack
 from docparse.config import Images
 from docparse.document import Document
 from docparse.engines.base import Engine
+from docparse.engines.choice import EngineKind
 from docparse.errors import DocparseError
 from docparse.formats import Format
 from docparse.keywords import ConvertKeywords, convert_options, option_names, write_options
@@ -59,7 +60,7 @@ def quiet_loading() -> None:
 def convert(
     path: str | Path,
     *,
-    engine: Engine | Literal["auto", "transformers", "vllm", "llamacpp", "openai"] | None = None,
+    engine: Engine | EngineKind | None = None,
     progress: Callable[[Any], None] | None = None,
     cache_dir: str | Path | None = None,
     quiet: bool = True,

@@ -96,6 +96,8 @@ def convert_options(engine: EngineKind = "auto", **keywords: Unpack[ConvertKeywo
     both build them here), each handed to the record whose field it names. The records check their own
     values; what depends on the engine is checked here. Raises UsageError for bad values."""
     given: dict[str, Any] = dict(keywords)
+    # The order of the checks is the order of their messages: each record's own values first, then the
+    # engine's options, then --pages (so the raster record is made before its pages are parsed).
     raster = RasterOptions(**fields_of(RasterOptions, given) | {"pages": None})
     model = ModelOptions(**fields_of(ModelOptions, given) | {"model": given.get("model") or DEFAULT_MODEL})
     fallback = given.get("fallback", "none")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from docparse.errors import InputError, UsageError
+from docparse.formats import PDF_SUFFIX
 
 Kind = Literal["pdf", "image"]
 
@@ -25,6 +26,6 @@ def detect_kind(path: Path) -> Kind:
         raise InputError(f"{path} is empty (0 bytes)")
     if b"%PDF-" in head:
         return "pdf"
-    if path.suffix.lower() == ".pdf":
+    if path.suffix.lower() == PDF_SUFFIX:
         raise InputError(f"{path} is not a PDF (no %PDF header)")
     return "image"

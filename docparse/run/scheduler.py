@@ -265,7 +265,7 @@ class Scheduler:
                 with doc:
                     numbers = tuple(doc.page_numbers)
                     self._put(Opened(index, path, sha, doc.page_count, numbers, started, doc.notes))
-                    for number in doc.page_numbers:
+                    for number in numbers:
                         if self.halt.is_set():
                             break
                         self._produce_page(doc, index, path, sha, number)
